@@ -1,0 +1,104 @@
+"""The one place where the collector reaches into ccxt.pro's streaming internals.
+
+`watch_*` calls return the latest state, folding updates that arrive while nobody awaits, and a
+multi-symbol watch returns after each message, re-racing a future per symbol. Awaiting them in a
+loop would lose updates and spend more CPU than ccxt's own parsing. Instead, each parsed update is
+taken where ccxt hands it to its waiters: `Client.resolve(result, message_hash)`. The collector
+calls `watch_*` once to subscribe and registers a route per message hash; every message ccxt
+parses then reaches its route exactly once, in arrival order.
+
+The second hook guards the receive loop: an exception in ccxt's message handler (a malformed frame)
+would otherwise escape into asyncio and stop the connection's receive loop for good, a silent stall.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import ccxt.pro
+
+Route = Callable[[Any, Any], None]
+"""route(parsed ccxt structure, client) for one message hash."""
+
+BadFrameHandler = Callable[[Any, BaseException], None]
+"""handler(raw aiohttp WSMessage or parsed payload, error)."""
+
+log = logging.getLogger("ccxt_bridge")
+
+
+class StreamingMixin:
+    """Mixed into a ccxt.pro exchange class; see `streaming_exchange_class`."""
+
+    routes: dict[str, Route]
+    on_bad_frame: BadFrameHandler
+    frames_received: int
+    receipt_ms: int
+    receipt_ns: int
+
+    def init_streaming(self, on_bad_frame: BadFrameHandler) -> None:
+        self.routes = {}
+        self.on_bad_frame = on_bad_frame
+        self.frames_received = 0
+        self.receipt_ms = 0
+        self.receipt_ns = 0
+
+    def client(self, url: str) -> Any:
+        client = super().client(url)  # type: ignore[misc]
+        if not getattr(client, "futures_scan_hooked", False):
+            self._hook(client)
+        return client
+
+    def _hook(self, client: Any) -> None:
+        routes = self.routes
+        ccxt_resolve = client.resolve
+        ccxt_handle_message = client.handle_message
+
+        def resolve(result: Any, message_hash: str) -> Any:
+            route = routes.get(message_hash)
+            if route is not None:
+                try:
+                    route(result, client)
+                except Exception as error:  # a bad value in an otherwise parseable frame
+                    self.on_bad_frame(result, error)
+            return ccxt_resolve(result, message_hash)
+
+        def handle_message(message: Any) -> None:
+            self.frames_received += 1
+            self.receipt_ms = time.time_ns() // 1_000_000
+            self.receipt_ns = time.perf_counter_ns()
+            try:
+                ccxt_handle_message(message)
+            except Exception as error:
+                self.on_bad_frame(message, error)
+
+        client.resolve = resolve
+        client.handle_message = handle_message
+        client.futures_scan_hooked = True
+
+
+@cache
+def streaming_exchange_class(ccxt_id: str) -> type:
+    """ccxt.pro.<ccxt_id> with the routing hooks mixed in."""
+    base = getattr(ccxt.pro, ccxt_id)
+    return type(f"Streaming{base.__name__}", (StreamingMixin, base), {})
+
+
+def create_exchange(ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrameHandler) -> Any:
+    exchange = streaming_exchange_class(ccxt_id)(config)
+    exchange.init_streaming(on_bad_frame)
+    return exchange
+
+
+def client_is_alive(exchange: Any, client: Any) -> bool:
+    """The client is still the exchange's connection for its URL and its socket is open."""
+    return exchange.clients.get(client.url) is client and not client.closed()
+
+
+def fail_client(client: Any, error: Exception) -> None:
+    """Tear a connection down the way a network error would, so ccxt forgets it and redials."""
+    if not client.closed() or client.error is None:
+        client.on_error(error)

@@ -1,0 +1,205 @@
+"""Keeps one ccxt.pro subscription alive: subscribe, watch for loss or silence, back off, resubscribe.
+
+ccxt.pro never reconnects by itself: when a socket fails, its pending futures are rejected and the
+client is dropped, and only a new `watch_*` call dials again. A socket can also stay open and go
+quiet (ccxt issues #23932, #25092), which only a watchdog on the age of the last update notices.
+
+A supervisor owns one batch of symbols for one stream kind. Symbols can leave the batch while it
+runs (`detach`); they stop being processed at once and are unsubscribed where the venue allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ccxt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    wait_chain,
+    wait_fixed,
+)
+
+from collectors.ccxt_bridge import client_is_alive, fail_client
+from collectors.market_state import MarketState
+from collectors.venues.base import StreamSpec
+from models.config import CollectionConfig
+from utils.statistics import ExchangeStats
+
+HEALTHY_SESSION_SECONDS = 30.0
+"""A session that lasted this long resets the backoff; shorter ones back off before redialing."""
+UNWATCH_TIMEOUT_SECONDS = 10.0
+
+
+class StreamLost(Exception):
+    """The stream delivered data, then its connection closed or went silent."""
+
+
+class SubscribeFailed(Exception):
+    """Subscribing did not produce data."""
+
+
+class StreamSupervisor:
+    def __init__(
+        self,
+        exchange: Any,
+        spec: StreamSpec,
+        name: str,
+        states: list[MarketState],
+        submit: Callable[[MarketState], None],
+        stats: ExchangeStats,
+        collection: CollectionConfig,
+    ) -> None:
+        self.exchange = exchange
+        self.spec = spec
+        self.name = name
+        self.states = {state.symbol: state for state in states}
+        self.submit = submit
+        self.stats = stats
+        self.collection = collection
+        self.log = logging.getLogger(stats.exchange)
+        self.clients: set[Any] = set()
+        self.last_data = 0.0
+        self.subscribed: list[str] = []
+        """The symbols of the current session's watch call (ccxt keys its subscription by them)."""
+
+    async def run(self) -> None:
+        for state in self.states.values():
+            route = self._route(state)
+            for message_hash in self.spec.hashes_for(self.exchange, state.symbol):
+                self.exchange.routes[message_hash] = route
+        try:
+            while self.states:
+                started = time.monotonic()
+                try:
+                    async for attempt in self._retrying():
+                        with attempt:
+                            await self._session()
+                except StreamLost as lost:
+                    self.stats.streams_up[self.name] = False
+                    self.stats.reconnects += 1
+                    self.log.warning("%s stream lost (%s); resubscribing", self.name, lost)
+                    if time.monotonic() - started < HEALTHY_SESSION_SECONDS:
+                        await asyncio.sleep(self.collection.retry_delays[0])
+        finally:
+            for symbol in self.states:
+                self._unroute(symbol)
+            self.stats.streams_up.pop(self.name, None)
+
+    def detach(self, symbol: str) -> bool:
+        """Stop processing `symbol` now; True when the batch has no symbol left."""
+        if self.states.pop(symbol, None) is not None:
+            self._unroute(symbol)
+        return not self.states
+
+    def _unroute(self, symbol: str) -> None:
+        for message_hash in self.spec.hashes_for(self.exchange, symbol):
+            self.exchange.routes.pop(message_hash, None)
+
+    async def unwatch(self, symbols: list[str]) -> None:
+        """Best effort: tell the venue to stop sending `symbols` (failures only cost bandwidth)."""
+        if not symbols:
+            return
+        try:
+            async with asyncio.timeout(UNWATCH_TIMEOUT_SECONDS):
+                await self.spec.unwatch(self.exchange, symbols)
+        except Exception as error:
+            self.log.debug("%s: unsubscribing %s failed: %s", self.name, ", ".join(symbols), error)
+        else:
+            self.log.info("%s unsubscribed %s", self.name, ", ".join(symbols))
+
+    def _retrying(self) -> AsyncRetrying:
+        delays = self.collection.retry_delays
+        return AsyncRetrying(
+            wait=wait_chain(*(wait_fixed(delay) for delay in delays)),
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(StreamLost),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    def _log_retry(self, retry_state: RetryCallState) -> None:
+        self.stats.errors += 1
+        self.stats.streams_up[self.name] = False
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        attempt = retry_state.attempt_number
+        delay = retry_state.upcoming_sleep
+        level = logging.ERROR if attempt >= self.collection.retry_attempts else logging.WARNING
+        self.log.log(level, "%s subscribe attempt %d failed: %s; retrying in %.1f s",
+                     self.name, attempt, _describe(error), delay)
+
+    async def _session(self) -> None:
+        stale_after = self.collection.stale_after_seconds
+        self.clients.clear()
+        self.last_data = 0.0
+        self.subscribed = list(self.states)
+        if not self.subscribed:
+            return
+        try:
+            await asyncio.wait_for(self.spec.watch(self.exchange, self.subscribed), timeout=stale_after)
+        except TimeoutError:
+            self._tear_down(f"no data within {stale_after:g} s of subscribing")
+            raise SubscribeFailed(f"no data within {stale_after:g} s of subscribing") from None
+        self.stats.streams_up[self.name] = True
+        self.log.info("%s streaming %s", self.name, ", ".join(self.subscribed))
+        check_every = min(1.0, stale_after / 4)
+        while self.states:
+            await asyncio.sleep(check_every)
+            if not self.clients or not all(client_is_alive(self.exchange, client) for client in self.clients):
+                raise StreamLost("connection closed")
+            silent_for = time.monotonic() - self.last_data
+            if silent_for > stale_after:
+                self._tear_down(f"silent for {silent_for:.1f} s")
+                raise StreamLost(f"silent for {silent_for:.1f} s; redialing")
+
+    def _tear_down(self, reason: str) -> None:
+        clients = self.clients or self._clients_by_subscription()
+        for client in clients:
+            fail_client(client, ccxt.NetworkError(f"{self.exchange.id} {self.name}: {reason}"))
+
+    def _clients_by_subscription(self) -> set[Any]:
+        hashes = {self.spec.hash_for(self.exchange, symbol) for symbol in self.subscribed}
+        return {
+            client
+            for client in (self.exchange.clients or {}).values()
+            if hashes.intersection(client.subscriptions) or hashes.intersection(client.futures)
+        }
+
+    def _route(self, state: MarketState) -> Callable[[Any, Any], None]:
+        exchange, apply, submit, stats, clients = self.exchange, self.spec.apply, self.submit, self.stats, self.clients
+        check = self.spec.check
+
+        def route(parsed: Any, client: Any) -> None:
+            if check is not None and (reason := check(state, parsed)) is not None:
+                self.log.warning("%s %s: %s; redialing", self.name, state.symbol, reason)
+                fail_client(client, ccxt.NetworkError(f"{exchange.id} {self.name}: {reason}"))
+                return
+            clients.add(client)
+            self.last_data = time.monotonic()
+            state.mark_received(exchange.receipt_ms, exchange.receipt_ns)
+            if apply(state, parsed):
+                stats.updates += 1
+                stats.last_update_ms = exchange.receipt_ms
+                stats.venue_lag_ms.record(exchange.receipt_ms - state.timestamp)
+                submit(state)
+
+        return route
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "unknown error"
+    text = str(error)
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,154 @@
+"""python -m consumers.spread_engine: spreads and opportunities from the collector's stream.
+
+Consumes futures.# and spot.# like any user's consumer, evaluates every direction of the discovered
+universe that an update concerns, and publishes to the `futures_analytics` topic exchange:
+spread snapshots on spread.<SYMBOL>.<buy>.<sell> (latest wins, at most max_snapshots_per_second per
+key) and opportunity lifecycle events on opportunity.open|update|close.<SYMBOL> (never conflated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aio_pika
+import orjson
+from pydantic import ValidationError
+
+from consumers.quotes import Quote, subscribe_quotes
+from consumers.runner import run_main
+from consumers.spread_evaluator import SpreadEvaluator
+from models.analytics import OpportunityEvent, SpreadSnapshot, opportunity_key, spread_key
+from models.config import AppConfig
+from models.universe import read_universe
+from publishers.rabbitmq_publisher import RabbitMQPublisher
+
+log = logging.getLogger("spread_engine")
+
+@dataclass
+class Outgoing:
+    """A serialized snapshot for the conflating publisher."""
+
+    routing_key: str
+    body: bytes
+    received_ms: int
+    received_ns: int
+
+    def to_json(self, published_ms: int) -> bytes:
+        return self.body
+
+
+class SpreadEngine:
+    log = log
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        settings = config.spreads
+        self.evaluator = SpreadEvaluator(read_universe(config.universe_dir), settings)
+        self.snapshots = RabbitMQPublisher(
+            url=config.rabbitmq.amqp_url(), exchange=settings.analytics_exchange,
+            max_message_age_ms=config.collection.max_message_age_ms, retry_delays=config.collection.retry_delays,
+            safe_url=config.rabbitmq.safe_url(), connection_name=f"{config.rabbitmq.connection_name} spread engine",
+        )
+        self._interval_ms = 1000 / settings.max_snapshots_per_second
+        self._last_sent: dict[str, float] = {}
+        self._held: dict[str, Outgoing] = {}
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._events: aio_pika.abc.AbstractExchange | None = None
+        self.invalid_messages = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.snapshots.start()
+        self._connection = await aio_pika.connect_robust(
+            self.config.rabbitmq.amqp_url(),
+            client_properties={"connection_name": f"{self.config.rabbitmq.connection_name} spread engine in"},
+        )
+        channel = await self._connection.channel()
+        self._events = await channel.declare_exchange(
+            self.config.spreads.analytics_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        quotes = await self._connection.channel()
+        await quotes.set_qos(prefetch_count=1000)
+        await subscribe_quotes(quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
+        self._tasks = [asyncio.create_task(self._release_held(), name="spread-release")]
+        universe = self.evaluator.universe
+        log.info("evaluating %d directions over %d symbols; publishing to %s", len(universe.directions),
+                 len(universe.symbols), self.config.spreads.analytics_exchange)
+
+    def report(self) -> str:
+        counters = self.evaluator.counters
+        return (f"{counters.updates} updates, {counters.evaluations} evaluations, skipped {counters.skipped_stale} "
+                f"stale and {counters.skipped_skew} skewed, {counters.opened} opened, {counters.closed} closed, "
+                f"{self.snapshots.stats.published} snapshots published, {self.invalid_messages} invalid messages")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        await self.snapshots.close()
+
+    def _on_invalid(self, routing_key: str, error: ValidationError) -> None:
+        self.invalid_messages += 1
+        log.warning("skipped a message that is not the contract on %s: %s", routing_key, error)
+
+    async def _on_quote(self, quote: Quote) -> None:
+        for snapshot, transition, event in self.evaluator.on_quote(quote):
+            self._offer(snapshot)
+            if event is not None and (transition is not None or self._update_due(event)):
+                await self._publish_event(event)
+
+    def _offer(self, snapshot: SpreadSnapshot) -> None:
+        """Latest wins per key, and at most one per interval; held ones go out when their time comes."""
+        key = spread_key(snapshot.symbol, snapshot.buy.source, snapshot.sell.source)
+        outgoing = Outgoing(key, orjson.dumps(snapshot.model_dump()), snapshot.timestamp, time.perf_counter_ns())
+        now = time.monotonic() * 1000
+        if now - self._last_sent.get(key, -self._interval_ms) >= self._interval_ms:
+            self._last_sent[key] = now
+            self._held.pop(key, None)
+            self.snapshots.submit(outgoing)
+        else:
+            self._held[key] = outgoing
+
+    async def _release_held(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_ms / 2000)
+            now = time.monotonic() * 1000
+            for key, outgoing in list(self._held.items()):
+                if now - self._last_sent.get(key, 0) >= self._interval_ms:
+                    self._last_sent[key] = now
+                    del self._held[key]
+                    self.snapshots.submit(outgoing)
+
+    def _update_due(self, event: OpportunityEvent) -> bool:
+        key = f"update:{event.opportunity_id}"
+        now = time.monotonic() * 1000
+        if now - self._last_sent.get(key, 0) < 1000:
+            return False
+        self._last_sent[key] = now
+        return True
+
+    async def _publish_event(self, event: OpportunityEvent) -> None:
+        assert self._events is not None
+        if event.event == "close":
+            self._last_sent.pop(f"update:{event.opportunity_id}", None)
+        log.log(logging.INFO if event.event != "update" else logging.DEBUG,
+                "opportunity %s %s: buy %s, sell %s, net %.3f %% (peak %.3f %%)", event.event, event.symbol,
+                event.buy, event.sell, event.snapshot.net_pct, event.peak_net_pct)
+        await self._events.publish(
+            aio_pika.Message(orjson.dumps(event.model_dump()), content_type="application/json",
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=opportunity_key(event.event, event.symbol),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(argv, "python -m consumers.spread_engine", __doc__ or "", SpreadEngine)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""config.json, validated at start so a typo fails loudly with the path of the bad field."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+ExchangeName = Literal["binance", "bybit", "okx", "bitget", "gateio", "htx", "mexc", "kucoin"]
+"""Venues the collector knows; each has its module in collectors/venues/."""
+MarketName = Literal["futures", "spot"]
+
+UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,10}(:[A-Z0-9]{1,10})?$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RabbitMQConfig(_Section):
+    url: SecretStr | None = Field(
+        default=None, description="amqp://user:password@host:port/vhost; wins over host/port/user/password/vhost"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=5672, ge=1, le=65535)
+    user: str = "guest"
+    password: SecretStr = SecretStr("guest")
+    vhost: str = "/"
+    exchange: str = Field(default="futures_data", min_length=1, max_length=255)
+    heartbeat_seconds: int = Field(default=15, ge=0, le=600)
+    max_in_flight: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="messages sent but not yet confirmed by the broker; beyond it updates wait and conflate. "
+        "Bounds staleness when RabbitMQ is slower than the feed; throughput is at most this per round trip",
+    )
+    connection_name: str = Field(
+        default="futures-scan",
+        min_length=1,
+        max_length=200,
+        description="shown in the management UI as '<name> publisher'; tell several collectors apart",
+    )
+
+    def amqp_url(self) -> str:
+        if self.url is not None:
+            url = self.url.get_secret_value()
+        else:
+            user = quote(self.user, safe="")
+            password = quote(self.password.get_secret_value(), safe="")
+            url = f"amqp://{user}:{password}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
+        if "heartbeat=" in url:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}heartbeat={self.heartbeat_seconds}"
+
+    def safe_url(self) -> str:
+        """The URL with the password masked, for logs."""
+        return re.sub(r"(amqps?://[^:/@]*:)[^@]*@", r"\1***@", self.amqp_url())
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_scheme(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return url
+
+
+class ExchangeConfig(_Section):
+    name: ExchangeName = Field(description="venue name; also the routing key's middle part")
+    ccxt: dict[str, Any] = Field(
+        default_factory=dict,
+        description="deep-merged into the ccxt exchange's constructor config (options, urls, hostname, proxies)",
+    )
+    sandbox: bool = Field(default=False, description="use the venue's testnet (ccxt set_sandbox_mode)")
+
+
+class CollectionConfig(_Section):
+    orderbook_depth: int = Field(default=20, ge=0, le=1000, description="levels per side; 0 = best bid/ask only")
+    retry_attempts: int = Field(default=3, ge=1, le=100)
+    retry_delays: list[Annotated[float, Field(gt=0, le=3600)]] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    stale_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+    funding_poll_seconds: float = Field(default=60.0, ge=1, le=86400)
+    max_message_age_ms: int = Field(default=5000, ge=1, le=86_400_000)
+    statistics_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _not_empty(cls, delays: list[float]) -> list[float]:
+        if not delays:
+            raise ValueError("needs at least one delay")
+        return delays
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    file: str | None = Field(default="app.log", description="log file next to the console output; null = console only")
+
+
+class ControlConfig(_Section):
+    enabled: bool = Field(default=True, description="listen for control commands over RabbitMQ")
+    queue: str = Field(
+        default="futures_collector_control", min_length=1, max_length=255,
+        description="durable queue commands are read from; give each collector its own",
+    )
+    responses_exchange: str = Field(default="futures_collector_responses", min_length=1, max_length=255)
+    state_file: str | None = Field(
+        default="state/collector_state.json",
+        description="where symbol changes and the watchlist are kept across restarts; null = not kept",
+    )
+    max_message_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    default_watch_ttl_seconds: int = Field(default=86400, ge=1, le=365 * 86400)
+
+
+class SpreadsConfig(_Section):
+    """consumers.spread_engine: which spreads count as opportunities."""
+
+    analytics_exchange: str = Field(default="futures_analytics", min_length=1, max_length=255)
+    notional_usdt: float = Field(default=1000.0, gt=0, description="size swept through both books")
+    entry_pct: float = Field(default=0.3, description="net spread (after taker fees), percent, that opens")
+    exit_pct: float = Field(default=0.1, description="net spread at or below which an opportunity closes")
+    confirm_ticks: int = Field(default=3, ge=1, description="consecutive evaluations at or above entry_pct")
+    cooldown_seconds: float = Field(default=0.0, ge=0, description="after a close, before the pair may reopen")
+    max_quote_age_ms: int = Field(default=5000, ge=1, description="older legs are skipped (and counted)")
+    max_leg_skew_ms: int = Field(default=2000, ge=0, description="legs further apart in venue time are skipped")
+    max_snapshots_per_second: float = Field(default=2.0, gt=0, le=1000, description="per spread routing key")
+    default_taker_fee: float = Field(default=0.0005, ge=0, lt=0.1, description="when the universe lacks a fee")
+
+    @model_validator(mode="after")
+    def _exit_below_entry(self) -> SpreadsConfig:
+        if self.exit_pct >= self.entry_pct:
+            raise ValueError(f"exit_pct ({self.exit_pct}) must be below entry_pct ({self.entry_pct})")
+        return self
+
+
+class TrackerConfig(_Section):
+    """consumers.spread_tracker: how opportunities are recorded."""
+
+    directory: str = Field(default="data/tracks", description="one file per opportunity, plus index.json")
+    sample_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    max_duration_seconds: float = Field(default=10_800.0, gt=0, description="a track still open then expires")
+
+
+class AppConfig(_Section):
+    rabbitmq: RabbitMQConfig = Field(default_factory=RabbitMQConfig)
+    exchanges: list[ExchangeConfig] = Field(min_length=1)
+    symbols: list[str] | Literal["auto"] = Field(
+        description="ccxt unified symbols, e.g. BTC/USDT:USDT; or \"auto\": the universe scripts/discover.py wrote"
+    )
+    universe_dir: str = Field(default="generated", description="where scripts/discover.py writes the universe")
+    markets: list[MarketName] = Field(
+        default_factory=lambda: ["futures"],
+        min_length=1,
+        description="futures: the perpetuals in `symbols`; spot: their spot pairs (BTC/USDT for BTC/USDT:USDT) "
+        "on the venues that have a spot source",
+    )
+    collection: CollectionConfig = Field(default_factory=CollectionConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    spreads: SpreadsConfig = Field(default_factory=SpreadsConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
+
+    @field_validator("exchanges", mode="before")
+    @classmethod
+    def _names_are_shorthand(cls, exchanges: Any) -> Any:
+        if isinstance(exchanges, list):
+            return [{"name": entry} if isinstance(entry, str) else entry for entry in exchanges]
+        return exchanges
+
+    @field_validator("exchanges")
+    @classmethod
+    def _unique_exchanges(cls, exchanges: list[ExchangeConfig]) -> list[ExchangeConfig]:
+        names = [exchange.name for exchange in exchanges]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return exchanges
+
+    @field_validator("markets")
+    @classmethod
+    def _unique_markets(cls, markets: list[str]) -> list[str]:
+        if len(set(markets)) != len(markets):
+            raise ValueError("lists a market more than once")
+        return markets
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _list_or_auto(cls, symbols: Any) -> Any:
+        if symbols == "auto":
+            return symbols
+        if not isinstance(symbols, list) or not all(isinstance(symbol, str) for symbol in symbols):
+            raise ValueError('must be a list of ccxt unified symbols, or "auto"')
+        if not symbols:
+            raise ValueError('needs at least one symbol (or "auto" for the discovered universe)')
+        return symbols
+
+    @field_validator("symbols")
+    @classmethod
+    def _unified_symbols(cls, symbols: list[str] | str) -> list[str] | str:
+        if isinstance(symbols, str):
+            return symbols
+        for symbol in symbols:
+            if not UNIFIED_SYMBOL.match(symbol):
+                raise ValueError(
+                    f"{symbol!r} is not a ccxt unified symbol; "
+                    "write perpetuals as BASE/QUOTE:SETTLE, e.g. BTC/USDT:USDT"
+                )
+        duplicates = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return symbols

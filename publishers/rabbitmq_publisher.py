@@ -1,0 +1,353 @@
+"""The shared market-data publisher: conflating, batched, never blocking the feed.
+
+Collectors call `submit()`, which records the update as pending for its routing key and returns.
+Everything pending goes to the socket as one write: at the end of the current burst of venue
+frames, or at once when the oldest pending update has waited `MAX_BATCH_DELAY_NS`.
+
+At most `max_in_flight` messages are on their way to the broker (sent, not yet confirmed). When
+RabbitMQ is slower than the feed, or gone, the rest waits as pending, one update per routing key:
+newer updates replace older ones (counted as `conflated`), so memory is bounded by the number of
+keys and staleness by the window, not by socket buffers. When the broker is back, every key's
+latest state is sent; anything older than `max_message_age_ms` by then is dropped (`expired`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiormq
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
+from pamqp import commands as spec
+from pamqp.exceptions import AMQPPreconditionFailed
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_chain, wait_fixed
+from yarl import URL
+
+from publishers.amqp_frames import PublishFrameEncoder
+from publishers.confirm_window import ConfirmWindow
+from utils.latency import LatencyWindow
+
+log = logging.getLogger("rabbitmq")
+
+MAX_FRAMES_PER_WRITE = 1000
+"""Messages per socket write; bounds one write's size after an outage."""
+MAX_BATCH_DELAY_NS = 500_000
+"""A burst of venue frames is cut into writes at least this often (0.5 ms)."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+AIORMQ_OUTAGE_REPORTS = (
+    "error when creating transport",
+    "Unexpected connection close from remote",
+    "Cancelling cause reader exited abnormally",
+)
+
+
+def _not_an_outage_report(record: logging.LogRecord) -> bool:
+    """aiormq logs each failed dial and each lost connection, with tracebacks; the publisher reports
+    an outage once, itself (one ERROR per outage, not per attempt)."""
+    return not str(record.msg).startswith(AIORMQ_OUTAGE_REPORTS)
+
+
+logging.getLogger("aiormq.connection").addFilter(_not_an_outage_report)
+
+
+class Publishable(Protocol):
+    """What the publisher needs from an update; the collector's market state provides it."""
+
+    routing_key: str
+    received_ms: int
+    received_ns: int
+    """time.perf_counter_ns() at receipt, for the receipt->publish latency."""
+
+    def to_json(self, published_ms: int) -> bytes | None:
+        """The message body, or None when the update is not publishable right now."""
+
+
+@dataclass
+class PublisherStats:
+    published: int = 0
+    """Messages the broker confirmed."""
+    failed: int = 0
+    """Updates that could not be serialized, and messages the broker refused (nack)."""
+    conflated: int = 0
+    expired: int = 0
+    reconnects: int = 0
+    connected: bool = False
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return dict(self.__dict__)
+
+
+class _WriterKeepingTransport(TransportFactory):
+    """aiormq's own TCP/TLS transport, keeping its StreamWriter so publishes skip aiormq's queue."""
+
+    def __init__(self, tls: bool) -> None:
+        self._inner = TLSTransportFactory() if tls else TCPTransportFactory()
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def create(self, url: URL, **kwargs: object) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self._inner.create(url, **kwargs)
+        self.writer = writer
+        return reader, writer
+
+
+@dataclass
+class _Link:
+    """One live connection: the channel publishes go to and the socket they are written on."""
+
+    connection: aiormq.Connection
+    channel: aiormq.Channel
+    writer: asyncio.StreamWriter
+    encoder: PublishFrameEncoder
+
+    @property
+    def usable(self) -> bool:
+        return not self.channel.is_closed and not self.writer.transport.is_closing()
+
+
+class RabbitMQPublisher:
+    def __init__(
+        self,
+        url: str,
+        exchange: str,
+        max_message_age_ms: int,
+        retry_delays: Sequence[float] = (1.0, 2.0, 4.0),
+        max_in_flight: int = 500,
+        safe_url: str | None = None,
+        connection_name: str = "futures-scan publisher",
+    ) -> None:
+        self._url = url
+        self._safe_url = safe_url or url
+        self._exchange = exchange
+        self._max_age_ms = max_message_age_ms
+        self._retry_delays = list(retry_delays)
+        self._max_in_flight = max_in_flight
+        self._connection_name = connection_name
+        self.stats = PublisherStats()
+        self.latency_ms = LatencyWindow()
+        """Receipt -> written to the broker's socket, per message sent."""
+        self._pending: dict[str, Publishable] = {}
+        self._batch_started_ns = 0
+        self._last_sent: dict[str, Publishable] = {}
+        """The latest update sent per key, sent again after a reconnect."""
+        self._window = ConfirmWindow()
+        self._link: _Link | None = None
+        self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._outage_started: float | None = None
+
+    # --- the feed side: synchronous, never waits ----------------------------------------------
+
+    def submit(self, update: Publishable) -> None:
+        pending = self._pending
+        key = update.routing_key
+        if key in pending:
+            self.stats.conflated += 1
+        elif not pending:
+            self._batch_started_ns = time.perf_counter_ns()
+            self._wake.set()
+        pending[key] = update
+        if time.perf_counter_ns() - self._batch_started_ns > MAX_BATCH_DELAY_NS:
+            self._flush()
+
+    def forget(self, routing_key: str) -> None:
+        """A market is no longer collected: drop what is pending for it and don't resend it."""
+        self._pending.pop(routing_key, None)
+        self._last_sent.pop(routing_key, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return self._window.in_flight
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._keep_connected(), name="rabbitmq-connection"),
+            asyncio.create_task(self._flush_forever(), name="rabbitmq-flush"),
+        ]
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def close(self, flush_timeout: float = 2.0) -> None:
+        """Send what is pending and wait for its confirms if the broker is there, then disconnect."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(flush_timeout):
+                while self._connected.is_set() and (self._pending or self._window.in_flight):
+                    self._flush()
+                    await asyncio.sleep(0.01)
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._disconnect()
+
+    # --- connection -----------------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        while not self._closing:
+            retrying = AsyncRetrying(
+                wait=wait_chain(*(wait_fixed(delay) for delay in self._retry_delays)),
+                retry=retry_if_exception_type((ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)),
+                before_sleep=self._log_failed_attempt,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    self._link = await self._connect()
+            self._on_connected()
+            reason = await self._wait_closed(self._link.connection)
+            self._connected.clear()
+            self.stats.connected = False
+            if not self._closing:
+                self._begin_outage(f"connection lost: {reason}")
+                await self._disconnect()
+
+    async def _connect(self) -> _Link:
+        transport = _WriterKeepingTransport(tls=self._url.startswith("amqps://"))
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            connection = await aiormq.connect(
+                self._url, client_properties={"connection_name": self._connection_name}, transport_factory=transport
+            )
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                channel = await self._open_channel(connection)
+        except BaseException:
+            await connection.close()
+            raise
+        assert transport.writer is not None
+        encoder = PublishFrameEncoder(channel.number, self._exchange, connection.connection_tune.frame_max)
+        return _Link(connection, channel, transport.writer, encoder)
+
+    async def _open_channel(self, connection: aiormq.Connection) -> aiormq.Channel:
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            await channel.exchange_declare(exchange=self._exchange, exchange_type="topic", durable=True)
+        except AMQPPreconditionFailed as error:
+            log.warning("exchange %s exists with other settings (%s); publishing to it as it is", self._exchange, error)
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.exchange_declare(exchange=self._exchange, passive=True)
+        # Confirms are tracked here, per window, not per message as aiormq would: put the channel in
+        # confirm mode ourselves and take the broker's acks where aiormq's channel reader hands them over.
+        await channel.rpc(spec.Confirm.Select())
+        channel._on_confirm_frame = self._on_confirm  # type: ignore[method-assign]
+        self._window.reset()
+        return channel
+
+    def _on_connected(self) -> None:
+        if self._outage_started is not None:
+            # Whatever was in flight when the connection broke may be lost: send every key's latest state.
+            for key, update in self._last_sent.items():
+                self._pending.setdefault(key, update)
+            log.info(
+                "RabbitMQ connection restored after %.1f s; publishing resumes with the latest of %d keys",
+                time.monotonic() - self._outage_started,
+                len(self._pending),
+            )
+            self.stats.reconnects += 1
+        else:
+            log.info("connected to RabbitMQ at %s, exchange %s (topic)", self._safe_url, self._exchange)
+        self._outage_started = None
+        self.stats.connected = True
+        self._connected.set()
+        self._wake.set()
+
+    def _log_failed_attempt(self, retry_state: RetryCallState) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        reason = f"{type(error).__name__}: {error}" if error else "unknown error"
+        if self._outage_started is None:
+            self._begin_outage(f"cannot connect to {self._safe_url}: {reason}")
+        else:
+            log.debug("RabbitMQ still unreachable: %s", reason)
+
+    def _begin_outage(self, reason: str) -> None:
+        self._outage_started = time.monotonic()
+        log.error("RabbitMQ %s; keeping the latest update per routing key and retrying", reason)
+
+    @staticmethod
+    async def _wait_closed(connection: aiormq.Connection) -> str:
+        try:
+            await connection.closing
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        return "closed"
+
+    async def _disconnect(self) -> None:
+        link, self._link = self._link, None
+        if link is not None and not link.connection.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(link.connection.close(), timeout=2)
+
+    async def _on_confirm(self, frame: spec.Basic.Ack | spec.Basic.Nack) -> None:
+        settled = self._window.confirm(frame.delivery_tag, frame.multiple)
+        if isinstance(frame, spec.Basic.Nack):
+            self.stats.failed += settled
+            log.warning("the broker refused %d message(s) (nack up to tag %d)", settled, frame.delivery_tag)
+        else:
+            self.stats.published += settled
+        if self._pending:
+            self._wake.set()
+
+    # --- flushing -------------------------------------------------------------------------------
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what is pending, in batches, as far as the link and the confirm window allow."""
+        link = self._link
+        if link is None or not link.usable:
+            return
+        while self._pending and (room := self._max_in_flight - self._window.in_flight) > 0:
+            batch = self._take_batch(min(room, MAX_FRAMES_PER_WRITE))
+            frames: list[bytes] = []
+            published_ms = time.time_ns() // 1_000_000
+            now_ns = time.perf_counter_ns()
+            oldest_allowed = published_ms - self._max_age_ms
+            last_sent = self._last_sent
+            sent = 0
+            for update in batch:
+                if update.received_ms < oldest_allowed:
+                    self.stats.expired += 1
+                    continue
+                try:
+                    body = update.to_json(published_ms)
+                except Exception:
+                    self.stats.failed += 1
+                    log.exception("could not serialize the update for %s; dropped", update.routing_key)
+                    continue
+                if body is None:
+                    continue
+                link.encoder.encode(update.routing_key, body, frames)
+                self.latency_ms.record((now_ns - update.received_ns) / 1e6)
+                last_sent[update.routing_key] = update
+                sent += 1
+            if sent:
+                link.writer.write(b"".join(frames))
+                self._window.sent(sent)
+
+    def _take_batch(self, size: int) -> list[Publishable]:
+        pending = self._pending
+        if len(pending) <= size:
+            self._pending = {}
+            return list(pending.values())
+        keys = list(pending)[:size]
+        return [pending.pop(key) for key in keys]

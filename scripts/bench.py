@@ -1,0 +1,541 @@
+"""Benchmark: simulator feed → collector → RabbitMQ → consumer, beside bare ccxt.pro on the same feed.
+
+Each party runs in its own process, as in production: the simulator (python -m simulator), the
+collector (or the bare ccxt.pro reference) and, in this process, a queue consumer. CPU is read from
+/proc for the collector's process only, so the simulator, broker and consumer do not count.
+
+    python scripts/bench.py                       # default: 20 symbols x 250 updates/s on Binance
+    python scripts/bench.py --symbols 20 --rate 250 --seconds 20
+    python scripts/bench.py --overload            # publish capacity throttled, feed at 4x of it
+    python scripts/bench.py --soak 600            # 2 venues x 20 symbols for 10 min, RSS sampled
+
+Figures are printed as a table; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aio_pika  # noqa: E402
+import orjson  # noqa: E402
+
+from utils.latency import LatencyWindow  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+# --- process measurements ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- the simulator process --------------------------------------------------------------------------
+
+
+class SimulatorProcess:
+    def __init__(self, venues: list[str], symbols: int, rate: float) -> None:
+        self.port = free_port()
+        self.venues = venues
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "simulator", "--port", str(self.port), "--venues", ",".join(venues),
+             "--symbols", str(symbols), "--rate", str(rate)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                self.state()
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the simulator did not start")
+
+    def state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/state", timeout=5) as response:
+            return json.loads(response.read())
+
+    def frames_sent(self) -> int:
+        return sum(venue["frames_sent"] for venue in self.state().values())
+
+    def ccxt_config(self, venue: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/ccxt", timeout=5) as response:
+            return json.loads(response.read())[venue]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+# --- child processes: the collector and the bare ccxt.pro reference ----------------------------------
+
+
+def collector_role(config_json: str, pipe: Connection) -> None:
+    from main import FuturesScan  # noqa: PLC0415
+    from models.config import AppConfig  # noqa: PLC0415
+    from utils.logger import setup_logging  # noqa: PLC0415
+
+    async def serve() -> None:
+        config = AppConfig.model_validate_json(config_json)
+        setup_logging(config.logging)
+        app = FuturesScan(config)
+        await app.start()
+        await app.publisher.wait_connected()
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, pipe.recv)
+            if command == "reset":
+                app.publisher.latency_ms.reset()
+            elif command == "stop":
+                await app.stop()
+            p50, p99 = app.publisher.latency_ms.percentiles(0.5, 0.99)
+            pipe.send({
+                **app.publisher.stats.as_dict(),
+                "pending": app.publisher.pending,
+                "receipt_to_publish_p50_ms": p50,
+                "receipt_to_publish_p99_ms": p99,
+                "updates": sum(c.stats.updates for c in app.collectors),
+                "frames": sum(c.stats.frames for c in app.collectors),
+            })
+            if command == "stop":
+                return
+
+    asyncio.run(serve())
+
+
+def bare_role(ccxt_configs: dict[str, dict[str, Any]], symbols: list[str], pipe: Connection) -> None:
+    """Plain ccxt.pro: the same subscriptions, awaited in the usual loops, nothing published."""
+    import ccxt.pro  # noqa: PLC0415
+
+    from collectors.venues import futures_source  # noqa: PLC0415
+
+    async def watch_forever(exchange: Any, watch: Any) -> None:
+        while True:
+            await watch(exchange, symbols)
+
+    async def serve() -> None:
+        exchanges = []
+        tasks = []
+        for venue_name, config in ccxt_configs.items():
+            venue = futures_source(venue_name)
+            exchange = getattr(ccxt.pro, venue.ccxt_id)(ccxt.Exchange.deep_extend(venue.ccxt_defaults, config))
+            await exchange.load_markets()
+            exchanges.append(exchange)
+            tasks += [asyncio.create_task(watch_forever(exchange, spec.watch)) for spec in venue.streams(0)]
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, pipe.recv) != "stop":
+            pipe.send({})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for exchange in exchanges:
+            await exchange.close()
+        pipe.send({})
+
+    asyncio.run(serve())
+
+
+class Child:
+    def __init__(self, target: Any, *args: Any) -> None:
+        self.pipe, child_end = multiprocessing.Pipe()
+        self.process = multiprocessing.get_context("spawn").Process(target=target, args=(*args, child_end))
+        self.process.start()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def ask(self, command: str) -> dict[str, Any]:
+        self.pipe.send(command)
+        return self.pipe.recv()
+
+    def stop(self) -> dict[str, Any]:
+        result = self.ask("stop")
+        self.process.join(15)
+        return result
+
+
+# --- the consumer (this process) ---------------------------------------------------------------------
+
+
+@dataclass
+class ConsumerStats:
+    received: int = 0
+    publish_to_consume_ms: LatencyWindow = field(default_factory=LatencyWindow)
+    staleness_ms: LatencyWindow = field(default_factory=LatencyWindow)
+    """consume time - received_timestamp: how old the data is when a consumer gets it."""
+    max_staleness_ms: float = 0.0
+
+    def reset(self) -> None:
+        self.received = 0
+        self.max_staleness_ms = 0.0
+        self.publish_to_consume_ms.reset()
+        self.staleness_ms.reset()
+
+
+async def consume(url: str, exchange_name: str, stats: ConsumerStats) -> aio_pika.abc.AbstractConnection:
+    connection = await aio_pika.connect(url)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=1000)
+    exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, "#")
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        now_ms = time.time() * 1000
+        body = orjson.loads(message.body)
+        stats.received += 1
+        stats.publish_to_consume_ms.record(now_ms - body["published_timestamp"])
+        staleness = now_ms - body["received_timestamp"]
+        stats.staleness_ms.record(staleness)
+        stats.max_staleness_ms = max(stats.max_staleness_ms, staleness)
+
+    await queue.consume(on_message, no_ack=True)
+    return connection
+
+
+# --- a throttled link: "the rate the machine can publish", made small and known ------------------------
+
+
+class ThrottledProxy:
+    """Forwards to the broker at most `bytes_per_second` upstream, so publishing is the bottleneck."""
+
+    def __init__(self, target: tuple[str, int], bytes_per_second: float) -> None:
+        self.target = target
+        self.rate = bytes_per_second
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer, throttle=True),
+            self._pipe(upstream_reader, writer, throttle=False),
+            return_exceptions=True,
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, throttle: bool) -> None:
+        chunk = 4096 if throttle else 65536
+        while data := await reader.read(chunk):
+            writer.write(data)
+            await writer.drain()
+            if throttle:
+                await asyncio.sleep(len(data) / self.rate)
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+# --- scenarios ------------------------------------------------------------------------------------------
+
+
+def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str], depth: int) -> str:
+    """config.json for the collector process, as a user would write it for the simulator."""
+    return json.dumps({
+        "rabbitmq": {"url": broker_url, "exchange": exchange, "connection_name": "futures-scan bench"},
+        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
+        "symbols": symbols,
+        "collection": {"orderbook_depth": depth, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000},
+        "logging": {"level": "WARNING", "file": None},
+        "control": {"enabled": False, "state_file": None},
+        "api_keys_file": None,
+    })
+
+
+def symbols_for(count: int) -> list[str]:
+    from simulator.instruments import INSTRUMENTS  # noqa: PLC0415
+
+    return [instrument.unified_symbol for instrument in INSTRUMENTS[:count]]
+
+
+async def measure_bare(sim: SimulatorProcess, symbols: list[str], warmup: float, seconds: float) -> dict[str, Any]:
+    child = Child(bare_role, {venue: sim.ccxt_config(venue) for venue in sim.venues}, symbols)
+    await asyncio.sleep(warmup)
+    frames0, cpu0, t0 = sim.frames_sent(), cpu_seconds(child.pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    frames1, cpu1, t1 = sim.frames_sent(), cpu_seconds(child.pid), time.monotonic()
+    rss = rss_mb(child.pid)
+    await asyncio.to_thread(child.stop)
+    frames = frames1 - frames0
+    return {
+        "in_rate": frames / (t1 - t0),
+        "cpu_us_per_message": (cpu1 - cpu0) / max(frames, 1) * 1e6,
+        "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "rss_mb": rss,
+    }
+
+
+async def measure_collector(
+    sim: SimulatorProcess, broker_url: str, symbols: list[str], depth: int, warmup: float, seconds: float,
+    proxy_bytes_per_second: float | None = None,
+) -> dict[str, Any]:
+    exchange = f"futures_data_bench_{uuid.uuid4().hex[:8]}"
+    consumer_stats = ConsumerStats()
+    consumer = await consume(broker_url, exchange, consumer_stats)
+    proxy = None
+    collector_url = broker_url
+    if proxy_bytes_per_second:
+        from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415
+
+        parts = urlsplit(broker_url)
+        proxy = ThrottledProxy((parts.hostname or "127.0.0.1", parts.port or 5672), proxy_bytes_per_second)
+        await proxy.start()
+        collector_url = urlunsplit(
+            (parts.scheme, f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}", parts.path, "", "")
+        )
+    child = Child(collector_role, collector_config(sim, collector_url, exchange, symbols, depth))
+    try:
+        await asyncio.sleep(warmup)
+        before = await asyncio.to_thread(child.ask, "reset")
+        consumer_stats.reset()
+        frames0, cpu0, t0 = sim.frames_sent(), cpu_seconds(child.pid), time.monotonic()
+        others0 = {name: cpu_seconds(pid) for name, pid in other_processes(sim).items()}
+        rss_start = rss_mb(child.pid)
+        await asyncio.sleep(seconds)
+        frames1, cpu1, t1 = sim.frames_sent(), cpu_seconds(child.pid), time.monotonic()
+        others = {name: (cpu_seconds(pid) - others0[name]) / (t1 - t0) for name, pid in other_processes(sim).items()}
+        after = await asyncio.to_thread(child.ask, "stats")
+        rss_end = rss_mb(child.pid)
+        received = consumer_stats.received
+    finally:
+        await asyncio.to_thread(child.stop)
+        await consumer.close()
+        if proxy is not None:
+            await proxy.stop()
+        await delete_exchange(broker_url, exchange)
+    elapsed = t1 - t0
+    published = after["published"] - before["published"]
+    p2c50, p2c99 = consumer_stats.publish_to_consume_ms.percentiles(0.5, 0.99)
+    stale50, stale99 = consumer_stats.staleness_ms.percentiles(0.5, 0.99)
+    return {
+        "in_rate": (frames1 - frames0) / elapsed,
+        "published_per_s": published / elapsed,
+        "conflated_per_s": (after["conflated"] - before["conflated"]) / elapsed,
+        "consumed_per_s": received / elapsed,
+        "cpu_us_per_published": (cpu1 - cpu0) / max(published, 1) * 1e6,
+        "cpu_us_per_frame": (cpu1 - cpu0) / max(frames1 - frames0, 1) * 1e6,
+        "cpu_share": (cpu1 - cpu0) / elapsed,
+        "receipt_to_publish_p50_ms": after["receipt_to_publish_p50_ms"],
+        "receipt_to_publish_p99_ms": after["receipt_to_publish_p99_ms"],
+        "publish_to_consume_p50_ms": p2c50,
+        "publish_to_consume_p99_ms": p2c99,
+        "staleness_p50_ms": stale50,
+        "staleness_p99_ms": stale99,
+        "staleness_max_ms": consumer_stats.max_staleness_ms,
+        "pending_at_end": after["pending"],
+        "rss_start_mb": rss_start,
+        "rss_end_mb": rss_end,
+        "cpu_share_others": others,
+    }
+
+
+def other_processes(sim: SimulatorProcess) -> dict[str, int]:
+    """The processes sharing the machine's cores with the collector during a measurement."""
+    processes = {"simulator": sim.process.pid, "consumer (this process)": os.getpid()}
+    beam = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True, check=False).stdout.split()
+    if beam:
+        processes["rabbitmq (beam.smp)"] = int(beam[0])
+    return processes
+
+
+async def measure_aio_pika_publish(broker_url: str, body_size: int, count: int = 20000) -> float:
+    """CPU µs per message of aio-pika's own publish (no confirms, not mandatory), for comparison."""
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=False)
+        exchange = await channel.declare_exchange(f"bench_aio_pika_{uuid.uuid4().hex[:8]}",
+                                                  aio_pika.ExchangeType.TOPIC, auto_delete=True)
+        body = b"x" * body_size
+        start = time.process_time()
+        for i in range(count):
+            await exchange.publish(aio_pika.Message(body), routing_key=f"futures.bench.S{i % 20}", mandatory=False)
+        spent = time.process_time() - start
+        await exchange.delete()
+    return spent / count * 1e6
+
+
+def measure_encoder(body_size: int, count: int = 200000) -> float:
+    from publishers.amqp_frames import PublishFrameEncoder  # noqa: PLC0415
+
+    encoder = PublishFrameEncoder(1, "futures_data", 131072)
+    body = b"x" * body_size
+    keys = [f"futures.bench.S{i}" for i in range(20)]
+    start = time.process_time()
+    frames: list[bytes] = []
+    for i in range(count):
+        encoder.encode(keys[i % 20], body, frames)
+        if len(frames) > 3000:
+            b"".join(frames)
+            frames.clear()
+    return (time.process_time() - start) / count * 1e6
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--broker", default=os.environ.get("RABBITMQ_URL", DEFAULT_BROKER), help="AMQP URL")
+    parser.add_argument("--symbols", type=int, default=20, help="symbols streamed (default 20)")
+    parser.add_argument("--rate", type=float, default=250, help="book updates per symbol per second (default 250)")
+    parser.add_argument("--seconds", type=float, default=15, help="measurement window per scenario (default 15)")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds before each window (default 5)")
+    parser.add_argument("--overload", action="store_true", help="also run the throttled-publishing scenario")
+    parser.add_argument("--soak", type=float, default=0, metavar="SECONDS",
+                        help="also run 2 venues x 20 symbols for this long, sampling the collector's RSS")
+    args = parser.parse_args()
+    symbols = symbols_for(args.symbols)
+    rows: list[tuple[str, str]] = []
+
+    print(f"feed: Binance bookTicker + markPrice + miniTicker, {args.symbols} symbols x {args.rate:g} updates/s")
+    sim = SimulatorProcess(["binance"], args.symbols, args.rate)
+    try:
+        bare = await measure_bare(sim, symbols, args.warmup, args.seconds)
+        collector = await measure_collector(sim, args.broker, symbols, 0, args.warmup, args.seconds)
+    finally:
+        sim.stop()
+    ratio = collector["cpu_us_per_published"] / bare["cpu_us_per_message"]
+    rows += [
+        ("bare ccxt.pro: in-rate (msg/s)", fmt(bare["in_rate"])),
+        ("bare ccxt.pro: CPU µs per message", fmt(bare["cpu_us_per_message"])),
+        ("collector: in-rate (msg/s)", fmt(collector["in_rate"])),
+        ("collector: published/s", fmt(collector["published_per_s"])),
+        ("collector: conflated/s", fmt(collector["conflated_per_s"])),
+        ("collector: CPU µs per published message", fmt(collector["cpu_us_per_published"])),
+        ("collector CPU per message / bare ccxt.pro", f"{ratio:.2f}x"),
+        ("receipt→publish p50 / p99 (ms)",
+         f"{fmt(collector['receipt_to_publish_p50_ms'], 3)} / {fmt(collector['receipt_to_publish_p99_ms'], 3)}"),
+        ("publish→consume p50 / p99 (ms, 1 ms resolution)",
+         f"{fmt(collector['publish_to_consume_p50_ms'], 0)} / {fmt(collector['publish_to_consume_p99_ms'], 0)}"),
+        ("consumer received/s", fmt(collector["consumed_per_s"])),
+        ("collector RSS (MB)", fmt(collector["rss_end_mb"])),
+        ("CPU share: collector / " + " / ".join(collector["cpu_share_others"]),
+         " / ".join(f"{share:.0%}" for share in (collector["cpu_share"], *collector["cpu_share_others"].values()))),
+    ]
+    body_size = 330
+    aio_pika_us = await measure_aio_pika_publish(args.broker, body_size)
+    encoder_us = measure_encoder(body_size)
+    rows += [
+        (f"aio-pika publish, CPU µs per {body_size}-byte message", fmt(aio_pika_us)),
+        (f"futures-scan frame encoder, CPU µs per {body_size}-byte message", fmt(encoder_us, 2)),
+    ]
+
+    if args.overload:
+        capacity = 1000.0
+        bytes_per_message = 480  # ~330-byte body plus AMQP framing
+        rate = 4 * capacity / args.symbols
+        print(f"overload: publishing throttled to ~{capacity:.0f} msg/s, feed at {4 * capacity:.0f} updates/s")
+        sim = SimulatorProcess(["binance"], args.symbols, rate)
+        try:
+            overload = await measure_collector(
+                sim, args.broker, symbols, 0, args.warmup, args.seconds,
+                proxy_bytes_per_second=capacity * bytes_per_message,
+            )
+        finally:
+            sim.stop()
+        rows += [
+            ("overload: in-rate (msg/s)", fmt(overload["in_rate"])),
+            ("overload: published/s", fmt(overload["published_per_s"])),
+            ("overload: conflated/s", fmt(overload["conflated_per_s"])),
+            ("overload: staleness at consumer p50 / p99 / max (ms)",
+             f"{fmt(overload['staleness_p50_ms'], 0)} / {fmt(overload['staleness_p99_ms'], 0)} / "
+             f"{fmt(overload['staleness_max_ms'], 0)}"),
+            ("overload: pending updates at end (≤ symbols)", fmt(overload["pending_at_end"])),
+            ("overload: RSS start → end (MB)", f"{fmt(overload['rss_start_mb'])} → {fmt(overload['rss_end_mb'])}"),
+        ]
+
+    if args.soak:
+        print(f"soak: binance + bybit, 20 symbols, depth 20, {args.soak:.0f} s")
+        sim = SimulatorProcess(["binance", "bybit"], 20, 10)
+        try:
+            samples = await soak(sim, args.broker, symbols_for(20), args.soak)
+        finally:
+            sim.stop()
+        rows.append(("soak: collector RSS samples (MB)", " ".join(f"{mb:.0f}" for _, mb in samples)))
+
+    width = max(len(name) for name, _ in rows)
+    print()
+    print(f"| {'measure'.ljust(width)} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+
+
+async def soak(sim: SimulatorProcess, broker_url: str, symbols: list[str], seconds: float) -> list[tuple[float, float]]:
+    exchange = f"futures_data_bench_{uuid.uuid4().hex[:8]}"
+    stats = ConsumerStats()
+    consumer = await consume(broker_url, exchange, stats)
+    child = Child(collector_role, collector_config(sim, broker_url, exchange, symbols, 20))
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+    try:
+        step = max(seconds / 20, 1.0)
+        while (elapsed := time.monotonic() - started) < seconds:
+            await asyncio.sleep(step)
+            samples.append((elapsed, rss_mb(child.pid)))
+    finally:
+        await asyncio.to_thread(child.stop)
+        await consumer.close()
+        await delete_exchange(broker_url, exchange)
+    return samples
+
+
+async def delete_exchange(broker_url: str, exchange: str) -> None:
+    with contextlib.suppress(Exception):
+        connection = await aio_pika.connect(broker_url)
+        async with connection:
+            await (await connection.channel()).exchange_delete(exchange)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

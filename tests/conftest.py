@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import pytest
+
+from simulator.server import Simulator
+from tests.broker import Broker, provide_broker
+from tests.helpers import Consumer
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    with provide_broker() as provided:
+        yield provided
+
+
+@pytest.fixture
+async def exchange_name(broker: Broker) -> AsyncIterator[str]:
+    """A topic exchange of this test's own, removed afterwards so runs never collide or pile up."""
+    name = f"futures_data_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    connection = await aio_pika.connect(broker.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+
+
+@pytest.fixture
+async def control_names(broker: Broker, exchange_name: str) -> AsyncIterator[tuple[str, str]]:
+    """(control queue, responses exchange) of this test's own, removed afterwards."""
+    queue, responses = f"{exchange_name}_control", f"{exchange_name}_responses"
+    yield queue, responses
+    connection = await aio_pika.connect(broker.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+        await channel.exchange_delete(responses)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    sim = Simulator(venues=["binance", "bybit"], port=0, rate=20)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def consumer(broker: Broker, exchange_name: str) -> AsyncIterator[Consumer]:
+    subscriber = Consumer(broker.url, exchange_name, binding="#")
+    await subscriber.start()
+    yield subscriber
+    await subscriber.close()

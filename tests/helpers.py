@@ -1,0 +1,116 @@
+"""A test's view of the system: a queue consumer like a user's, and a collector pointed at the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+import orjson
+
+from main import FuturesScan, point_at_simulator
+from models.config import AppConfig
+from models.futures_data import FuturesData
+from simulator.server import Simulator
+
+SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
+
+
+class Consumer:
+    """Binds an exclusive queue to the exchange and keeps every message, as a user's consumer would."""
+
+    def __init__(self, url: str, exchange: str, binding: str = "futures.#") -> None:
+        self.url = url
+        self.exchange = exchange
+        self.binding = binding
+        self.messages: list[tuple[str, dict[str, Any], float]] = []
+        self.latest: dict[str, dict[str, Any]] = {}
+        self._connection: aio_pika.abc.AbstractConnection | None = None
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect(self.url)
+        channel = await self._connection.channel()
+        exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, self.binding)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        key = message.routing_key or ""
+        self.messages.append((key, body, time.time()))
+        self.latest[key] = body
+
+    def since(self, moment: float) -> list[tuple[str, dict[str, Any], float]]:
+        return [entry for entry in self.messages if entry[2] >= moment]
+
+    def keys_since(self, moment: float) -> set[str]:
+        return {key for key, _, _ in self.since(moment)}
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            await asyncio.sleep(0.05)
+        return condition()
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+
+def collector_config(simulator: Simulator, broker_url: str, exchange: str, **collection: Any) -> AppConfig:
+    """The config a user would write, with the simulator's URL overrides and quick test timings."""
+    config = AppConfig.model_validate(
+        {
+            "rabbitmq": {"url": broker_url, "exchange": exchange},
+            "exchanges": list(simulator.venues),
+            "symbols": SYMBOLS,
+            "collection": {
+                "stale_after_seconds": 3,
+                "retry_delays": [0.2, 0.5, 1],
+                "statistics_interval_seconds": 3600,
+                **collection,
+            },
+            "logging": {"level": "INFO", "file": None},
+            "control": {"enabled": False, "state_file": None},
+            "api_keys_file": None,
+        }
+    )
+    point_at_simulator(config, simulator)
+    return config
+
+
+@asynccontextmanager
+async def running(config: AppConfig) -> AsyncIterator[FuturesScan]:
+    app = FuturesScan(config)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def all_streams_up(app: FuturesScan, timeout: float = 30.0) -> bool:
+    """Every venue runs every stream it should, each having delivered data."""
+    depth = app.config.collection.orderbook_depth
+
+    def up() -> bool:
+        return all(
+            {name.split("#")[0] for name in c.stats.streams_up} == {spec.name for spec in c.venue.streams(depth)}
+            and all(c.stats.streams_up.values())
+            for c in app.collectors
+        )
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not up():
+        await asyncio.sleep(0.05)
+    return up()
+
+
+def valid(body: dict[str, Any]) -> FuturesData:
+    return FuturesData.model_validate(body)

@@ -1,0 +1,92 @@
+"""Config loading: what users write, what the environment overrides, what never gets printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from collectors.exchange_collector import ExchangeCollector
+from collectors.venues import VENUE_NAMES, futures_source, venue_sources
+from models.config import AppConfig, ExchangeName
+from utils.config_loader import ConfigError, load_api_keys, load_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.json"
+
+
+def test_the_example_config_is_valid_and_documents_every_section() -> None:
+    raw = json.loads(EXAMPLE.read_text())
+    config = load_config(EXAMPLE, environ={})
+    assert set(raw) == set(AppConfig.model_fields)
+    assert set(raw["collection"]) == set(type(config.collection).model_fields)
+    assert set(raw["rabbitmq"]) == set(type(config.rabbitmq).model_fields) - {"url"}  # url: the alternative form
+    assert set(raw["control"]) == set(type(config.control).model_fields)
+    assert set(raw["spreads"]) == set(type(config.spreads).model_fields)
+    assert set(raw["tracker"]) == set(type(config.tracker).model_fields)
+    assert [exchange.name for exchange in config.exchanges] == list(VENUE_NAMES)  # every venue
+    assert config.markets == ["futures", "spot"]
+    assert config.rabbitmq.exchange == "futures_data"
+
+
+def test_rabbitmq_url_from_the_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"], "rabbitmq": {"host": "x"}}))
+    config = load_config(path, environ={"RABBITMQ_URL": "amqp://u:p@broker:5673/vh"})
+    assert config.rabbitmq.amqp_url() == "amqp://u:p@broker:5673/vh?heartbeat=15"
+    assert config.rabbitmq.safe_url() == "amqp://u:***@broker:5673/vh?heartbeat=15"
+
+
+def test_host_fields_build_the_url_with_quoting() -> None:
+    config = AppConfig.model_validate(
+        {
+            "exchanges": ["bybit"],
+            "symbols": ["ETH/USDT:USDT"],
+            "rabbitmq": {"host": "mq", "port": 5674, "user": "me", "password": "p@ss/word", "vhost": "/"},
+        }
+    )
+    assert config.rabbitmq.amqp_url() == "amqp://me:p%40ss%2Fword@mq:5674/%2F?heartbeat=15"
+
+
+def test_secrets_never_appear_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"],
+                                "rabbitmq": {"url": "http://user:hunter2@host/", "password": 12345}}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert "rabbitmq.url" in str(raised.value)
+    assert "hunter2" not in str(raised.value) and "12345" not in str(raised.value)
+
+
+def test_exchange_entries_take_ccxt_overrides_deep_merged_over_the_venue_defaults() -> None:
+    config = AppConfig.model_validate(
+        {
+            "exchanges": [{"name": "bybit", "ccxt": {"options": {"recvWindow": 9000}, "hostname": "bytick.com"}}],
+            "symbols": ["BTC/USDT:USDT"],
+        }
+    )
+    collector = ExchangeCollector(
+        futures_source("bybit"), config.exchanges[0], config.symbols, config.collection, publisher=None,  # type: ignore[arg-type]
+        credentials={"apiKey": "k", "secret": "s"},
+    )
+    merged = collector._ccxt_config()
+    assert merged["options"] == {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap", "recvWindow": 9000}
+    assert merged["hostname"] == "bytick.com" and merged["apiKey"] == "k"
+
+
+def test_api_keys_file_is_optional_and_per_exchange(tmp_path: Path) -> None:
+    assert load_api_keys(tmp_path / "missing.json", ["binance"]) == {}
+    path = tmp_path / ".env.keys"
+    path.write_text(json.dumps({"binance": {"apiKey": "a", "secret": "b"}, "okx": {"apiKey": "c"}}))
+    assert load_api_keys(path, ["binance", "bybit"]) == {"binance": {"apiKey": "a", "secret": "b"}}
+    path.write_text(json.dumps({"binance": "not-an-object"}))
+    with pytest.raises(ConfigError, match="binance must be an object"):
+        load_api_keys(path, ["binance"])
+
+
+def test_every_configurable_venue_has_a_module_with_a_futures_source() -> None:
+    assert set(get_args(ExchangeName)) == set(VENUE_NAMES)
+    for name in VENUE_NAMES:
+        sources = venue_sources(name)
+        assert sources[0].market == "futures" and all(source.name == name for source in sources)

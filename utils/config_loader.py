@@ -1,0 +1,91 @@
+"""Read config.json and the API-key file; turn every mistake into one readable ConfigError."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from models.config import AppConfig
+
+RABBITMQ_URL_ENV = "RABBITMQ_URL"
+DEFAULT_CONFIG = "config.json"
+EXAMPLE_CONFIG = Path("config.example.json")
+
+
+class ConfigError(Exception):
+    """A config problem a user can fix; the message names the file and the field."""
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AppConfig:
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    raw = _read_json(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a JSON object, got {type(raw).__name__}")
+    url = environ.get(RABBITMQ_URL_ENV)
+    if url:
+        rabbitmq = raw.get("rabbitmq")
+        raw["rabbitmq"] = {**(rabbitmq if isinstance(rabbitmq, dict) else {}), "url": url}
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(path, error)) from None
+
+
+def config_path(requested: str, example_if_missing: bool) -> Path:
+    """The default config.json, or config.example.json when it doesn't exist yet and that is allowed
+    (the offline demo and the consumers beside it run from a fresh clone)."""
+    path = Path(requested)
+    if example_if_missing and requested == DEFAULT_CONFIG and not path.exists():
+        return EXAMPLE_CONFIG
+    return path
+
+
+def load_api_keys(path: str | Path | None, exchanges: list[str]) -> dict[str, dict[str, Any]]:
+    """Credentials per exchange from a JSON file; a missing file means public data only."""
+    if path is None or not Path(path).exists():
+        return {}
+    raw = _read_json(Path(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a JSON object of exchange name -> credentials")
+    keys: dict[str, dict[str, Any]] = {}
+    for name, credentials in raw.items():
+        if not isinstance(credentials, dict):
+            raise ConfigError(f"{path}: {name} must be an object like {{\"apiKey\": ..., \"secret\": ...}}")
+        if name in exchanges:
+            keys[name] = credentials
+    return keys
+
+
+def format_validation_error(source: Path | str, error: ValidationError) -> str:
+    lines = [f"{source}: {error.error_count()} problem(s)"]
+    for problem in error.errors():
+        lines.append(f"  {_field_path(problem['loc'])}: {problem['msg']}{_shown_input(problem)}")
+    return "\n".join(lines)
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _shown_input(problem: Any) -> str:
+    if problem["type"] in {"missing", "extra_forbidden"} or "url" in problem["loc"] or "password" in problem["loc"]:
+        return ""
+    shown = repr(problem.get("input"))
+    return f" (got {shown})" if len(shown) <= 60 else ""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (copy config.example.json to start)") from None
+    except orjson.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON: {error}") from None
