@@ -13,6 +13,7 @@ from aiohttp import web
 from simulator.binance import BinanceSimulator
 from simulator.book import ReferenceMarket, now_ms
 from simulator.instruments import INSTRUMENTS
+from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
 
 BTC, ETH, SOL = (instrument.unified_symbol for instrument in INSTRUMENTS[:3])
 
@@ -112,15 +113,9 @@ async def test_order_books_stay_in_sync_with_the_diff_stream(venue, exchange):
 
 async def test_crossed_diff_shows_a_bid_above_the_ask_then_heals(venue, exchange):
     await exchange.watch_order_book(BTC)
+    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, BTC))
     venue.faults.crossed_pending = 1
-    seen_crossed = False
-    async with asyncio.timeout(5):
-        while True:
-            book = await exchange.watch_order_book(BTC)
-            crossed = book["bids"][0][0] >= book["asks"][0][0]
-            seen_crossed |= crossed
-            if seen_crossed and not crossed:
-                break
+    await frames.wait_crossed_then_healed(timeout=10)
 
 
 async def test_mark_price_carries_index_and_funding(venue, exchange):
@@ -159,10 +154,9 @@ async def test_dropped_connection_fails_the_pending_watch_and_the_next_one_recon
 
 async def test_crossed_fault_sends_a_book_ticker_with_bid_above_ask(venue, exchange):
     await exchange.watch_bids_asks([BTC])
+    frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", BTC))
     venue.faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (ticker := (await exchange.watch_bids_asks([BTC]))[BTC])["bid"] <= ticker["ask"]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0
 
 

@@ -15,6 +15,7 @@ from simulator.binance import BinanceSimulator, BinanceSpotSimulator
 from simulator.book import now_ms
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
+from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
 
 BTC, ETH, PEPE = "BTC/USDT", "ETH/USDT", "PEPE/USDT"
 """PEPE: futures list 1000PEPEUSDT, spot lists the single coin."""
@@ -119,20 +120,14 @@ async def test_order_books_stay_in_sync_with_the_diff_stream(spot, exchange) -> 
 
 @pytest.mark.parametrize("stream", ["bookTicker", "depth"])
 async def test_crossed_fault_shows_then_heals(spot, exchange, stream: str) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        if stream == "bookTicker":
-            ticker = (await exchange.watch_bids_asks([BTC]))[BTC]
-            return ticker["bid"], ticker["ask"]
-        book = await exchange.watch_order_book(BTC, 100)
-        return book["bids"][0][0], book["asks"][0][0]
-
-    await best_bid_and_ask()
+    if stream == "bookTicker":
+        await exchange.watch_bids_asks([BTC])
+        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", BTC))
+    else:
+        await exchange.watch_order_book(BTC, 100)
+        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, BTC))
     spot.faults.crossed_pending = 1
-    async with asyncio.timeout(15):  # generous: CI runs the whole suite on two busy cores
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=15)  # generous: CI runs the whole suite on two busy cores
     assert spot.faults.crossed_pending == 0
 
 

@@ -16,6 +16,7 @@ from collectors.venues.bitget import BitgetFutures
 from simulator.bitget import BitgetSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
+from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
 
 PEPE = next(instrument for instrument in INSTRUMENTS if instrument.coin == "PEPE")
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", PEPE.unified_symbol]
@@ -193,18 +194,12 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(
 
 @pytest.mark.parametrize("stream", ["ticker", "books", "books5"])
 async def test_crossed_fault_shows_then_heals(venue: BitgetSimulator, exchange: ccxt.pro.bitget, stream: str) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        if stream == "ticker":
-            ticker = await exchange.watch_ticker("SOL/USDT:USDT")
-            return ticker["bid"], ticker["ask"]
-        orderbook = await exchange.watch_order_book("SOL/USDT:USDT", 5 if stream == "books5" else None)
-        return orderbook["bids"][0][0], orderbook["asks"][0][0]
-
-    await best_bid_and_ask()
+    if stream == "ticker":
+        await exchange.watch_ticker("SOL/USDT:USDT")
+        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "tickers", "SOL/USDT:USDT"))
+    else:
+        await exchange.watch_order_book("SOL/USDT:USDT", 5 if stream == "books5" else None)
+        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
     venue.faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0

@@ -17,6 +17,7 @@ from ccxt.base.errors import BadRequest, NetworkError
 from simulator.book import ReferenceMarket
 from simulator.bybit import BybitSimulator
 from simulator.instruments import INSTRUMENTS
+from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
 
 PEPE = next(instrument for instrument in INSTRUMENTS if instrument.coin.endswith("PEPE"))
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", PEPE.unified_symbol]
@@ -189,18 +190,12 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(venue: Venue, e
 
 @pytest.mark.parametrize("stream", ["ticker", "order book"])
 async def test_crossed_fault_shows_then_heals(venue: Venue, exchange: ccxt.pro.bybit, stream: str) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        if stream == "ticker":
-            ticker = await exchange.watch_ticker("SOL/USDT:USDT")
-            return ticker["bid"], ticker["ask"]
-        orderbook = await exchange.watch_order_book("SOL/USDT:USDT", 50)
-        return orderbook["bids"][0][0], orderbook["asks"][0][0]
-
-    await best_bid_and_ask()
+    if stream == "ticker":
+        await exchange.watch_ticker("SOL/USDT:USDT")
+        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "tickers", "SOL/USDT:USDT"))
+    else:
+        await exchange.watch_order_book("SOL/USDT:USDT", 50)
+        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
     venue.sim.faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert venue.sim.faults.crossed_pending == 0

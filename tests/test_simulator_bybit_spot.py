@@ -16,6 +16,7 @@ from collectors.venues.bybit import BybitSpot
 from simulator.bybit import BybitSimulator, BybitSpotSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
+from tests.frame_tops import TopsAfterEachFrame, order_book_top
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "PEPE/USDT"]
 """PEPE: linear lists 1000PEPEUSDT, spot lists the single coin."""
@@ -157,17 +158,10 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim, spot, exch
 
 
 async def test_crossed_book_shows_then_heals(spot: BybitSpotSimulator, exchange: ccxt.pro.bybit) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        book = await exchange.watch_order_book("SOL/USDT", 50)
-        return book["bids"][0][0], book["asks"][0][0]
-
-    await best_bid_and_ask()
+    await exchange.watch_order_book("SOL/USDT", 50)
+    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT"))
     spot.faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert spot.faults.crossed_pending == 0
 
 

@@ -17,6 +17,7 @@ from collectors.venues.gateio import GateioFutures
 from simulator.gateio import CONTRACT_MULTIPLIERS, GateioSimulator, per_coin
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
+from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,20 +190,14 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim: Simulator,
 
 @pytest.mark.parametrize("stream", ["book ticker", "order book"])
 async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro.gate, stream: str) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        if stream == "book ticker":
-            quote = (await exchange.watch_bids_asks(["SOL/USDT:USDT"]))["SOL/USDT:USDT"]
-            return quote["bid"], quote["ask"]
-        orderbook = await exchange.watch_order_book("SOL/USDT:USDT", 20)
-        return orderbook["bids"][0][0], orderbook["asks"][0][0]
-
-    await best_bid_and_ask()
+    if stream == "book ticker":
+        await exchange.watch_bids_asks(["SOL/USDT:USDT"])
+        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", "SOL/USDT:USDT"))
+    else:
+        await exchange.watch_order_book("SOL/USDT:USDT", 20)
+        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
     venue_of(sim).faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert venue_of(sim).faults.crossed_pending == 0
 
 

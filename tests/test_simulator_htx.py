@@ -17,6 +17,7 @@ from collectors.venues.htx import HtxFutures
 from simulator.htx import HtxSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
+from tests.frame_tops import TopsAfterEachFrame, order_book_top
 
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "1000PEPE/USDT:USDT"]
 """Contract sizes 0.001, 0.01 and 10; funding every 8, 8 and 4 h."""
@@ -179,16 +180,9 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim: Simulator,
 
 
 async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro.htx) -> None:
-    async def best_bid_and_ask() -> tuple[float, float]:
-        orderbook = await exchange.watch_order_book("SOL/USDT:USDT", 20)
-        return orderbook["bids"][0][0], orderbook["asks"][0][0]
-
-    await best_bid_and_ask()
+    await exchange.watch_order_book("SOL/USDT:USDT", 20)
+    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
     venue = venue_of(sim)
     venue.faults.crossed_pending = 1
-    async with asyncio.timeout(5):
-        while (quote := await best_bid_and_ask())[0] <= quote[1]:
-            pass
-        while (quote := await best_bid_and_ask())[0] > quote[1]:
-            pass
+    await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0

@@ -1,0 +1,65 @@
+"""The top of book ccxt holds after every WebSocket frame, seen inside ccxt's own dispatch.
+
+A fault that lives for one frame (a crossed bid the next push takes back) can be gone before a test that
+awaits `watch_*()` runs again: when the loop falls behind, ccxt handles every frame already buffered before the
+waiting task resumes, and it updates its order book in place. Reading the top right after each frame, while
+ccxt's real parsing runs unchanged, sees every state the venue produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+Top = tuple[float, float]
+
+
+def order_book_top(exchange: Any, symbol: str) -> Callable[[], Top | None]:
+    def read() -> Top | None:
+        book = exchange.orderbooks.get(symbol)
+        if book is None or not book["bids"] or not book["asks"]:
+            return None
+        return book["bids"][0][0], book["asks"][0][0]
+
+    return read
+
+
+def quote_top(exchange: Any, cache: str, symbol: str) -> Callable[[], Top | None]:
+    """`cache` is "tickers" for watch_ticker, "bidsasks" for watch_bids_asks."""
+
+    def read() -> Top | None:
+        quote = (getattr(exchange, cache) or {}).get(symbol)
+        if quote is None or quote.get("bid") is None or quote.get("ask") is None:
+            return None
+        return quote["bid"], quote["ask"]
+
+    return read
+
+
+class TopsAfterEachFrame:
+    """Records `read()` after each frame every open client of `exchange` handles (subscribe first)."""
+
+    def __init__(self, exchange: Any, read: Callable[[], Top | None]) -> None:
+        assert exchange.clients, "subscribe before observing: the WebSocket client must exist"
+        self.tops: list[Top] = []
+        for client in exchange.clients.values():
+            client.on_message_callback = self._observing(client.on_message_callback, read)
+
+    def _observing(self, handle: Callable[[Any, Any], None], read: Callable[[], Top | None]) -> Callable[..., None]:
+        def handle_then_read(client: Any, message: Any) -> None:
+            handle(client, message)
+            top = read()
+            if top is not None:
+                self.tops.append(top)
+
+        return handle_then_read
+
+    def crossed_then_healed(self) -> bool:
+        crossed_at = next((i for i, (bid, ask) in enumerate(self.tops) if bid > ask), None)
+        return crossed_at is not None and any(bid < ask for bid, ask in self.tops[crossed_at + 1:])
+
+    async def wait_crossed_then_healed(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not self.crossed_then_healed():
+                await asyncio.sleep(0.01)
