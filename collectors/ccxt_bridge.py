@@ -9,6 +9,10 @@ parses then reaches its route exactly once, in arrival order.
 
 The second hook guards the receive loop: an exception in ccxt's message handler (a malformed frame)
 would otherwise escape into asyncio and stop the connection's receive loop for good, a silent stall.
+
+The third hook hears ccxt give up on one symbol while its socket stays open: on a sequence gap or a
+checksum mismatch ccxt rejects that symbol's waiters, forgets its book, and leaves the symbol dead
+until someone calls `watch_*` again, which a collector that subscribed once never would.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import ccxt
 import ccxt.pro
 
 Route = Callable[[Any, Any], None]
@@ -27,6 +32,9 @@ Route = Callable[[Any, Any], None]
 BadFrameHandler = Callable[[Any, BaseException], None]
 """handler(raw aiohttp WSMessage or parsed payload, error)."""
 
+DesyncHandler = Callable[[BaseException, Any], None]
+"""handler(error, client) for one message hash whose stream ccxt gave up on."""
+
 log = logging.getLogger("ccxt_bridge")
 
 
@@ -34,6 +42,7 @@ class StreamingMixin:
     """Mixed into a ccxt.pro exchange class; see `streaming_exchange_class`."""
 
     routes: dict[str, Route]
+    desyncs: dict[str, DesyncHandler]
     on_bad_frame: BadFrameHandler
     frames_received: int
     receipt_ms: int
@@ -41,6 +50,7 @@ class StreamingMixin:
 
     def init_streaming(self, on_bad_frame: BadFrameHandler) -> None:
         self.routes = {}
+        self.desyncs = {}
         self.on_bad_frame = on_bad_frame
         self.frames_received = 0
         self.receipt_ms = 0
@@ -53,8 +63,9 @@ class StreamingMixin:
         return client
 
     def _hook(self, client: Any) -> None:
-        routes = self.routes
+        routes, desyncs = self.routes, self.desyncs
         ccxt_resolve = client.resolve
+        ccxt_reject = client.reject
         ccxt_handle_message = client.handle_message
 
         def resolve(result: Any, message_hash: str) -> Any:
@@ -66,6 +77,14 @@ class StreamingMixin:
                     self.on_bad_frame(result, error)
             return ccxt_resolve(result, message_hash)
 
+        def reject(error: Any, message_hash: str | None = None) -> Any:
+            rejected = ccxt_reject(error, message_hash)
+            if message_hash is not None and client.error is None and not client.closed() and _desync(error):
+                on_desync = desyncs.get(message_hash)
+                if on_desync is not None:
+                    on_desync(error, client)
+            return rejected
+
         def handle_message(message: Any) -> None:
             self.frames_received += 1
             self.receipt_ms = time.time_ns() // 1_000_000
@@ -76,8 +95,19 @@ class StreamingMixin:
                 self.on_bad_frame(message, error)
 
         client.resolve = resolve
+        client.reject = reject
         client.handle_message = handle_message
         client.futures_scan_hooked = True
+
+
+def _desync(error: Any) -> bool:
+    """ccxt's sign that one stream's state broke while the connection is fine: InvalidNonce (a sequence
+    gap; ChecksumError is one), or a plain Python error a venue's handler caught and turned into a
+    rejection. Venue refusals (ExchangeError) and connection errors (NetworkError) are not: the watch
+    call or the supervisor's liveness check already sees those."""
+    return isinstance(error, ccxt.InvalidNonce) or (
+        isinstance(error, Exception) and not isinstance(error, ccxt.BaseError)
+    )
 
 
 @cache

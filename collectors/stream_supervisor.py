@@ -72,9 +72,10 @@ class StreamSupervisor:
 
     async def run(self) -> None:
         for state in self.states.values():
-            route = self._route(state)
+            route, on_desync = self._route(state), self._on_desync(state.symbol)
             for message_hash in self.spec.hashes_for(self.exchange, state.symbol):
                 self.exchange.routes[message_hash] = route
+                self.exchange.desyncs[message_hash] = on_desync
         try:
             while self.states:
                 started = time.monotonic()
@@ -102,6 +103,7 @@ class StreamSupervisor:
     def _unroute(self, symbol: str) -> None:
         for message_hash in self.spec.hashes_for(self.exchange, symbol):
             self.exchange.routes.pop(message_hash, None)
+            self.exchange.desyncs.pop(message_hash, None)
 
     async def unwatch(self, symbols: list[str]) -> None:
         """Best effort: tell the venue to stop sending `symbols` (failures only cost bandwidth)."""
@@ -190,6 +192,20 @@ class StreamSupervisor:
                 submit(state)
 
         return route
+
+    def _on_desync(self, symbol: str) -> Callable[[BaseException, Any], None]:
+        """ccxt dropped `symbol` from a live session (e.g. a sequence gap in its book): redial, as for a
+        failed `check`, so the whole batch resubscribes from fresh snapshots. While the first subscribe is
+        still pending, the watch call itself raises and the retry covers it."""
+
+        def on_desync(error: BaseException, client: Any) -> None:
+            if not self.clients:
+                return
+            reason = f"{symbol} out of sync ({_describe(error)})"
+            self.log.warning("%s %s; redialing", self.name, reason)
+            fail_client(client, ccxt.NetworkError(f"{self.exchange.id} {self.name}: {reason}"))
+
+        return on_desync
 
 
 def _describe(error: BaseException | None) -> str:

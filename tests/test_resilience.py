@@ -106,6 +106,35 @@ async def test_malformed_and_crossed_frames_are_logged_and_skipped(
     assert crossed == {"binance", "bybit"}
 
 
+async def test_a_book_ccxt_drops_after_a_sequence_gap_comes_back(
+    simulator: Simulator, broker: Broker, exchange_name: str, consumer: Consumer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A garbled depth diff is lost (the next one's `pu` no longer chains: ChecksumError) or fails halfway
+    (TypeError). Either way ccxt's binance forgets that symbol's book while the socket stays open. The
+    collector must resync it rather than keep publishing the last book it saw next to fresh quotes."""
+    config = collector_config(simulator, broker.url, exchange_name)
+    async with running(config) as app:
+        assert await flowing(consumer, ALL_KEYS)
+        await simulator.apply_fault("binance", "malformed", count=40)
+        fault_ms = time.time() * 1000
+        faults = simulator.venues["binance"].faults
+        assert await consumer.wait_until(lambda: faults.malformed_pending == 0, timeout=10)
+
+        def books_fresh() -> bool:
+            return all(
+                (book := consumer.latest.get(key, {}).get("orderbook")) is not None and book["timestamp"] > fault_ms
+                for key in venue_keys("binance")
+            )
+
+        assert await consumer.wait_until(books_fresh, timeout=20), {
+            key: (consumer.latest[key]["orderbook"] or {}).get("timestamp") for key in venue_keys("binance")
+        }
+        assert await all_streams_up(app)
+    desyncs = [r for r in caplog.records if r.name == "binance" and "out of sync" in r.getMessage()]
+    assert desyncs, "ccxt dropped no book: the fault did not test a gap"
+    assert all(r.levelno == logging.WARNING for r in desyncs)
+
+
 async def test_publishing_resumes_after_the_broker_closes_our_connection(
     simulator: Simulator, broker: Broker, exchange_name: str, consumer: Consumer, caplog: pytest.LogCaptureFixture
 ) -> None:
