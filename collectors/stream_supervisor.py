@@ -27,7 +27,7 @@ from tenacity import (
     wait_fixed,
 )
 
-from collectors.ccxt_bridge import client_is_alive, fail_client
+from collectors.ccxt_bridge import DesyncHandler, client_is_alive, fail_client
 from collectors.market_state import MarketState
 from collectors.venues.base import StreamSpec
 from models.config import CollectionConfig
@@ -193,7 +193,7 @@ class StreamSupervisor:
 
         return route
 
-    def _on_desync(self, symbol: str) -> Callable[[BaseException, Any], None]:
+    def _on_desync(self, symbol: str) -> DesyncHandler:
         """ccxt dropped `symbol` from a live session (e.g. a sequence gap in its book): redial, as for a
         failed `check`, so the whole batch resubscribes from fresh snapshots. While the first subscribe is
         still pending, the watch call itself raises and the retry covers it."""
