@@ -10,31 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 Top = tuple[float, float]
-
-
-def order_book_top(exchange: Any, symbol: str) -> Callable[[], Top | None]:
-    def read() -> Top | None:
-        book = exchange.orderbooks.get(symbol)
-        if book is None or not book["bids"] or not book["asks"]:
-            return None
-        return book["bids"][0][0], book["asks"][0][0]
-
-    return read
-
-
-def quote_top(exchange: Any, cache: str, symbol: str) -> Callable[[], Top | None]:
-    """`cache` is "tickers" for watch_ticker, "bidsasks" for watch_bids_asks."""
-
-    def read() -> Top | None:
-        quote = (getattr(exchange, cache) or {}).get(symbol)
-        if quote is None or quote.get("bid") is None or quote.get("ask") is None:
-            return None
-        return quote["bid"], quote["ask"]
-
-    return read
 
 
 class TopsAfterEachFrame:
@@ -63,3 +41,31 @@ class TopsAfterEachFrame:
         async with asyncio.timeout(timeout):
             while not self.crossed_then_healed():
                 await asyncio.sleep(0.01)
+
+
+async def observe_order_book(exchange: Any, symbol: str, limit: int | None = None) -> TopsAfterEachFrame:
+    """Subscribe with watch_order_book, then record the book's top after each frame."""
+    await exchange.watch_order_book(symbol, limit)
+    return TopsAfterEachFrame(exchange, lambda: _book_top(exchange.orderbooks.get(symbol)))
+
+
+async def observe_quotes(exchange: Any, symbol: str, via: Literal["ticker", "bids_asks"]) -> TopsAfterEachFrame:
+    """Subscribe with watch_ticker or watch_bids_asks, then record the quote after each frame (from the
+    cache that call fills: `tickers` or `bidsasks`)."""
+    if via == "ticker":
+        await exchange.watch_ticker(symbol)
+        return TopsAfterEachFrame(exchange, lambda: _quote_top(exchange.tickers.get(symbol)))
+    await exchange.watch_bids_asks([symbol])
+    return TopsAfterEachFrame(exchange, lambda: _quote_top(exchange.bidsasks.get(symbol)))
+
+
+def _book_top(book: Any) -> Top | None:
+    if book is None or not book["bids"] or not book["asks"]:
+        return None
+    return book["bids"][0][0], book["asks"][0][0]
+
+
+def _quote_top(quote: Any) -> Top | None:
+    if quote is None or quote.get("bid") is None or quote.get("ask") is None:
+        return None
+    return quote["bid"], quote["ask"]

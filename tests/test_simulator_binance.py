@@ -13,7 +13,7 @@ from aiohttp import web
 from simulator.binance import BinanceSimulator
 from simulator.book import ReferenceMarket, now_ms
 from simulator.instruments import INSTRUMENTS
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 BTC, ETH, SOL = (instrument.unified_symbol for instrument in INSTRUMENTS[:3])
 
@@ -112,8 +112,7 @@ async def test_order_books_stay_in_sync_with_the_diff_stream(venue, exchange):
 
 
 async def test_crossed_diff_shows_a_bid_above_the_ask_then_heals(venue, exchange):
-    await exchange.watch_order_book(BTC)
-    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, BTC))
+    frames = await observe_order_book(exchange, BTC)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
 
@@ -153,8 +152,7 @@ async def test_dropped_connection_fails_the_pending_watch_and_the_next_one_recon
 
 
 async def test_crossed_fault_sends_a_book_ticker_with_bid_above_ask(venue, exchange):
-    await exchange.watch_bids_asks([BTC])
-    frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", BTC))
+    frames = await observe_quotes(exchange, BTC, via="bids_asks")
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0

@@ -15,7 +15,7 @@ from simulator.binance import BinanceSimulator, BinanceSpotSimulator
 from simulator.book import now_ms
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 BTC, ETH, PEPE = "BTC/USDT", "ETH/USDT", "PEPE/USDT"
 """PEPE: futures list 1000PEPEUSDT, spot lists the single coin."""
@@ -121,11 +121,9 @@ async def test_order_books_stay_in_sync_with_the_diff_stream(spot, exchange) -> 
 @pytest.mark.parametrize("stream", ["bookTicker", "depth"])
 async def test_crossed_fault_shows_then_heals(spot, exchange, stream: str) -> None:
     if stream == "bookTicker":
-        await exchange.watch_bids_asks([BTC])
-        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", BTC))
+        frames = await observe_quotes(exchange, BTC, via="bids_asks")
     else:
-        await exchange.watch_order_book(BTC, 100)
-        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, BTC))
+        frames = await observe_order_book(exchange, BTC, 100)
     spot.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=15)  # generous: CI runs the whole suite on two busy cores
     assert spot.faults.crossed_pending == 0

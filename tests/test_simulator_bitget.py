@@ -16,7 +16,7 @@ from collectors.venues.bitget import BitgetFutures
 from simulator.bitget import BitgetSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 PEPE = next(instrument for instrument in INSTRUMENTS if instrument.coin == "PEPE")
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", PEPE.unified_symbol]
@@ -195,11 +195,9 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(
 @pytest.mark.parametrize("stream", ["ticker", "books", "books5"])
 async def test_crossed_fault_shows_then_heals(venue: BitgetSimulator, exchange: ccxt.pro.bitget, stream: str) -> None:
     if stream == "ticker":
-        await exchange.watch_ticker("SOL/USDT:USDT")
-        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "tickers", "SOL/USDT:USDT"))
+        frames = await observe_quotes(exchange, "SOL/USDT:USDT", via="ticker")
     else:
-        await exchange.watch_order_book("SOL/USDT:USDT", 5 if stream == "books5" else None)
-        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
+        frames = await observe_order_book(exchange, "SOL/USDT:USDT", 5 if stream == "books5" else None)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0

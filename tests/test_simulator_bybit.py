@@ -17,7 +17,7 @@ from ccxt.base.errors import BadRequest, NetworkError
 from simulator.book import ReferenceMarket
 from simulator.bybit import BybitSimulator
 from simulator.instruments import INSTRUMENTS
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 PEPE = next(instrument for instrument in INSTRUMENTS if instrument.coin.endswith("PEPE"))
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", PEPE.unified_symbol]
@@ -191,11 +191,9 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(venue: Venue, e
 @pytest.mark.parametrize("stream", ["ticker", "order book"])
 async def test_crossed_fault_shows_then_heals(venue: Venue, exchange: ccxt.pro.bybit, stream: str) -> None:
     if stream == "ticker":
-        await exchange.watch_ticker("SOL/USDT:USDT")
-        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "tickers", "SOL/USDT:USDT"))
+        frames = await observe_quotes(exchange, "SOL/USDT:USDT", via="ticker")
     else:
-        await exchange.watch_order_book("SOL/USDT:USDT", 50)
-        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
+        frames = await observe_order_book(exchange, "SOL/USDT:USDT", 50)
     venue.sim.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue.sim.faults.crossed_pending == 0

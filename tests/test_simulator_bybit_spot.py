@@ -16,7 +16,7 @@ from collectors.venues.bybit import BybitSpot
 from simulator.bybit import BybitSimulator, BybitSpotSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top
+from tests.frame_tops import observe_order_book
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "PEPE/USDT"]
 """PEPE: linear lists 1000PEPEUSDT, spot lists the single coin."""
@@ -158,8 +158,7 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim, spot, exch
 
 
 async def test_crossed_book_shows_then_heals(spot: BybitSpotSimulator, exchange: ccxt.pro.bybit) -> None:
-    await exchange.watch_order_book("SOL/USDT", 50)
-    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT"))
+    frames = await observe_order_book(exchange, "SOL/USDT", 50)
     spot.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert spot.faults.crossed_pending == 0

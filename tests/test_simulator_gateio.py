@@ -17,7 +17,7 @@ from collectors.venues.gateio import GateioFutures
 from simulator.gateio import CONTRACT_MULTIPLIERS, GateioSimulator, per_coin
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -191,11 +191,9 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim: Simulator,
 @pytest.mark.parametrize("stream", ["book ticker", "order book"])
 async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro.gate, stream: str) -> None:
     if stream == "book ticker":
-        await exchange.watch_bids_asks(["SOL/USDT:USDT"])
-        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", "SOL/USDT:USDT"))
+        frames = await observe_quotes(exchange, "SOL/USDT:USDT", via="bids_asks")
     else:
-        await exchange.watch_order_book("SOL/USDT:USDT", 20)
-        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
+        frames = await observe_order_book(exchange, "SOL/USDT:USDT", 20)
     venue_of(sim).faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue_of(sim).faults.crossed_pending == 0

@@ -17,7 +17,7 @@ from collectors.venues.htx import HtxFutures
 from simulator.htx import HtxSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top
+from tests.frame_tops import observe_order_book
 
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "1000PEPE/USDT:USDT"]
 """Contract sizes 0.001, 0.01 and 10; funding every 8, 8 and 4 h."""
@@ -180,8 +180,7 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim: Simulator,
 
 
 async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro.htx) -> None:
-    await exchange.watch_order_book("SOL/USDT:USDT", 20)
-    frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
+    frames = await observe_order_book(exchange, "SOL/USDT:USDT", 20)
     venue = venue_of(sim)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)

@@ -14,7 +14,7 @@ from ccxt.base.errors import NetworkError
 from simulator.instruments import INSTRUMENTS
 from simulator.kucoin import CONTRACT_MULTIPLIERS, KucoinSimulator
 from simulator.server import Simulator
-from tests.frame_tops import TopsAfterEachFrame, order_book_top, quote_top
+from tests.frame_tops import observe_order_book, observe_quotes
 
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "1000PEPE/USDT:USDT"]
 """Contracts of 0.001 BTC, 0.01 ETH and 10 x 1000PEPE; funding every 8, 8 and 4 h."""
@@ -183,12 +183,10 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(venue: KucoinSi
 @pytest.mark.parametrize("stream", ["tickerV2", "level2Depth50", "level2"])
 async def test_crossed_fault_shows_then_heals(venue: KucoinSimulator, exchange: Any, stream: str) -> None:
     if stream == "tickerV2":
-        await asyncio.wait_for(exchange.watch_bids_asks(["SOL/USDT:USDT"]), 8)
-        frames = TopsAfterEachFrame(exchange, quote_top(exchange, "bidsasks", "SOL/USDT:USDT"))
+        frames = await asyncio.wait_for(observe_quotes(exchange, "SOL/USDT:USDT", via="bids_asks"), 8)
     else:
         limit = 50 if stream == "level2Depth50" else None
-        await asyncio.wait_for(exchange.watch_order_book("SOL/USDT:USDT", limit), 8)
-        frames = TopsAfterEachFrame(exchange, order_book_top(exchange, "SOL/USDT:USDT"))
+        frames = await asyncio.wait_for(observe_order_book(exchange, "SOL/USDT:USDT", limit), 8)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0
