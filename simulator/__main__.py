@@ -8,7 +8,9 @@ import contextlib
 import json
 import logging
 import signal
+from pathlib import Path
 
+from simulator.replay import CaptureError, ReplayServer, load_capture
 from simulator.server import DEFAULT_PORT, FAULTS, VENUE_NAMES, Simulator
 
 
@@ -35,18 +37,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=5.0, help="book updates per symbol per second (default 5)")
     parser.add_argument("--symbols", type=int, default=None, help="list only the first N instruments (default: all)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--replay",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="instead of simulating, serve recorded Binance USDⓈ-M traffic from DIR (e.g. "
+        "tests/captures/binance-usdm-2021-07-22) as the venue `binance`; --venues/--rate/--symbols/--seed are unused",
+    )
+    parser.add_argument(
+        "--replay-speed", type=_positive, default=1.0, metavar="N",
+        help="with --replay: play N times faster (default 1)",
+    )
+    parser.add_argument(
+        "--replay-start-delay",
+        type=float,
+        metavar="SECONDS",
+        default=1.0,
+        help="with --replay: seconds from the first subscription to a recorded stream to the first frame, so a "
+        "client's other subscriptions are in place (default 1)",
+    )
+    args = parser.parse_args(argv)
+    if args.replay is not None:
+        try:
+            args.capture = load_capture(args.replay)
+        except (CaptureError, OSError) as error:
+            parser.error(f"--replay: {error}")
+    return args
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 async def serve(args: argparse.Namespace) -> None:
-    simulator = Simulator(
-        venues=[name.strip() for name in args.venues.split(",") if name.strip()],
-        host=args.host,
-        port=args.port,
-        rate=args.rate,
-        symbols=args.symbols,
-        seed=args.seed,
-    )
+    simulator: Simulator | ReplayServer
+    if args.replay is not None:
+        simulator = ReplayServer(args.capture, host=args.host, port=args.port, speed=args.replay_speed,
+                                 start_delay=max(0.0, args.replay_start_delay))
+    else:
+        simulator = Simulator(
+            venues=[name.strip() for name in args.venues.split(",") if name.strip()],
+            host=args.host,
+            port=args.port,
+            rate=args.rate,
+            symbols=args.symbols,
+            seed=args.seed,
+        )
     await simulator.start()
     overrides = [{"name": name, "ccxt": simulator.ccxt_config(name)} for name in simulator.venues]
     print("Put these entries under \"exchanges\" in config.json to collect from the simulator:")
