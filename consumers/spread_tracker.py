@@ -2,9 +2,11 @@
 
 On opportunity.open it samples the pair's quotes every sample_interval_ms into its own file under
 data/tracks/, until the engine's close event, its own exit rule (net spread <= spreads.exit_pct) or
-max_duration_seconds; index.json lists every opportunity with start, end, reason, peak and duration.
-A converged pair is free for a new signal at once. After a restart, open tracks resume from their
-files (a gap row marks the pause) and tracks past their time limit close as expired.
+max_duration_seconds; index.json lists every open opportunity and the last index_max_entries closed
+ones with start, end, reason, peak and duration. A converged pair is free for a new signal at once.
+After a restart, open tracks resume from their files (a gap row marks the pause) and tracks past their
+time limit close as expired. Every file write runs on the tracker's writer thread, in order, so a slow
+disk delays rows, never the quotes and events the event loop takes in.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import time
 
 import aio_pika
+import orjson
 from pydantic import ValidationError
 
 from consumers.quotes import Quote, subscribe_quotes
 from consumers.runner import run_main
 from consumers.spread_math import net_pct, spread_pct
-from consumers.tracks import TrackEntry, TrackStore
+from consumers.tracks import TrackEntry, TrackStore, beyond_limit, index_payload
 from models.analytics import OpportunityEvent
 from models.config import AppConfig
 from models.universe import Universe, read_universe
+from utils.file_writer import FileWriter
 
 log = logging.getLogger("spread_tracker")
 
@@ -42,6 +46,7 @@ class SpreadTracker:
         self.config = config
         self.settings = config.tracker
         self.store = TrackStore(self.settings.directory)
+        self.writer = FileWriter("tracker-files")
         self.events_queue = events_queue
         self.fees = {
             (listing.source, symbol.name): listing.taker_fee
@@ -56,7 +61,7 @@ class SpreadTracker:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._recover()
+        await self.writer.run(self._recover)
         rabbitmq = self.config.rabbitmq
         self._connection = await aio_pika.connect_robust(
             rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} spread tracker"}
@@ -82,11 +87,13 @@ class SpreadTracker:
                 await self._task
         if self._connection is not None:
             await self._connection.close()
-        self.store.save_index(self.entries)
+        await self._save_index()
+        self.writer.close()
 
     # --- recovery -------------------------------------------------------------------------------
 
     def _recover(self) -> None:
+        """Runs on the writer thread, before anything else of this tracker runs."""
         self.entries = self.store.load_index()
         now = now_ms()
         limit_ms = self.settings.max_duration_seconds * 1000
@@ -96,11 +103,15 @@ class SpreadTracker:
             self.store.end_torn_line(entry)
             last = self.store.last_time(entry)
             if now - entry.opened_at >= limit_ms:
-                self._close(entry, "expired", (last or now), save=False)
+                self._end(entry, "expired", (last or now))
                 continue
             self.store.append(entry, {"t": now, "gap_from": last})
             self.open[entry.opportunity_id] = entry
             log.info("resumed %s %s -> %s (sampling paused since %s)", entry.symbol, entry.buy, entry.sell, last)
+        dropped = self._drop_beyond_limit()
+        if dropped:
+            log.info("index.json: left out the %d oldest closed opportunities (tracker.index_max_entries = %d); "
+                     "their track files stay", dropped, self.settings.index_max_entries)
         self.store.save_index(self.entries)
 
     # --- input ----------------------------------------------------------------------------------
@@ -125,26 +136,30 @@ class SpreadTracker:
                 )
                 self.entries[entry.opportunity_id] = entry
                 self.open[entry.opportunity_id] = entry
-                self.store.save_index(self.entries)
+                await self._save_index()
                 log.info("tracking %s: buy %s, sell %s", event.symbol, event.buy, event.sell)
             elif event.event == "close" and event.opportunity_id in self.open:
-                self._close(self.open[event.opportunity_id], f"closed by engine ({event.reason})", now_ms())
+                await self._close(self.open[event.opportunity_id], f"closed by engine ({event.reason})", now_ms())
 
     # --- sampling -------------------------------------------------------------------------------
 
     async def _sample_forever(self) -> None:
         interval = self.settings.sample_interval_ms / 1000
-        next_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - asyncio.get_running_loop().time()))
-            self.sample(now_ms())
+            next_at = max(next_at + interval, loop.time())  # after a stalled write, resume; no burst of rows
+            await asyncio.sleep(next_at - loop.time())
+            await self.sample(now_ms())
 
-    def sample(self, now: int) -> None:
+    async def sample(self, now: int) -> None:
+        """One row per open track; returns once the rows (and any close) are on disk."""
         limit_ms = self.settings.max_duration_seconds * 1000
+        rows: list[tuple[str, bytes]] = []
+        ended: list[tuple[TrackEntry, str]] = []
         for entry in list(self.open.values()):
             if now - entry.opened_at >= limit_ms:
-                self._close(entry, "expired", now)
+                ended.append((entry, "expired"))
                 continue
             buy, sell = self.quotes.get((entry.buy, entry.symbol)), self.quotes.get((entry.sell, entry.symbol))
             if buy is None or sell is None:
@@ -152,20 +167,40 @@ class SpreadTracker:
             default_fee = self.config.spreads.default_taker_fee
             net = net_pct(buy.ask, sell.bid, self.fees.get((entry.buy, entry.symbol), default_fee),
                           self.fees.get((entry.sell, entry.symbol), default_fee))
-            self.store.append(entry, {
+            rows.append((entry.file, orjson.dumps({
                 "t": now, "buy_ask": buy.ask, "sell_bid": sell.bid, "spread_pct": spread_pct(buy.ask, sell.bid),
                 "net_pct": net, "buy_ts": buy.timestamp, "sell_ts": sell.timestamp,
-            })
+            })))
             entry.rows += 1
             entry.peak_net_pct = max(entry.peak_net_pct or net, net)
             if net <= self.config.spreads.exit_pct:
-                self._close(entry, "converged", now)
+                ended.append((entry, "converged"))
+        for entry, reason in ended:
+            self._end(entry, reason, now)
+        if rows:
+            await self.writer.run(self.store.append_rows, rows)
+        if ended:
+            self._drop_beyond_limit()
+            await self._save_index()
 
-    def _close(self, entry: TrackEntry, reason: str, at: int, save: bool = True) -> None:
+    async def _close(self, entry: TrackEntry, reason: str, at: int) -> None:
+        self._end(entry, reason, at)
+        self._drop_beyond_limit()
+        await self._save_index()
+
+    async def _save_index(self) -> None:
+        await self.writer.run(self.store.write_index, index_payload(self.entries))
+
+    def _drop_beyond_limit(self) -> int:
+        """Keep index.json (and memory) to the open tracks and the last index_max_entries closed ones."""
+        dropped = beyond_limit(self.entries, self.settings.index_max_entries)
+        for opportunity_id in dropped:
+            del self.entries[opportunity_id]
+        return len(dropped)
+
+    def _end(self, entry: TrackEntry, reason: str, at: int) -> None:
         entry.closed_at, entry.reason = at, reason
         self.open.pop(entry.opportunity_id, None)
-        if save:
-            self.store.save_index(self.entries)
         log.info("%s %s -> %s ended: %s after %.1f s, peak %.3f %%", entry.symbol, entry.buy, entry.sell, reason,
                  entry.duration_seconds or 0, entry.peak_net_pct or 0)
 

@@ -1,8 +1,14 @@
-"""Track files: one JSON-lines file per opportunity under data/tracks/, and index.json listing them all.
+"""Track files: one JSON-lines file per opportunity under data/tracks/, and index.json listing them.
 
 A row is a sample of the pair: {"t": ms, "buy_ask", "sell_bid", "spread_pct", "net_pct", "buy_ts",
 "sell_ts"}. A restart writes a {"t": ms, "gap_from": ms} row, so a reader sees where sampling stopped;
 rows are only ever appended with a time after the last one, so nothing is written twice.
+
+index.json lists every open opportunity and the most recently closed ones (tracker.index_max_entries):
+it is rewritten whole on every change, so it must not grow with the tracker's lifetime. The track files
+of entries that dropped out of it stay on disk.
+
+These methods do blocking file I/O: the tracker runs them on its writer thread (utils.file_writer).
 """
 
 from __future__ import annotations
@@ -52,13 +58,19 @@ class TrackStore:
         }
 
     def save_index(self, entries: dict[str, TrackEntry]) -> None:
-        listed = [{**asdict(entry), "duration_seconds": entry.duration_seconds} for entry in entries.values()]
-        listed.sort(key=lambda entry: entry["opened_at"])
-        write_atomically(self.directory / INDEX_FILE, orjson.dumps(listed, option=orjson.OPT_INDENT_2))
+        self.write_index(index_payload(entries))
+
+    def write_index(self, payload: bytes) -> None:
+        write_atomically(self.directory / INDEX_FILE, payload)
 
     def append(self, entry: TrackEntry, row: dict[str, Any]) -> None:
-        with (self.directory / entry.file).open("ab") as file:
-            file.write(orjson.dumps(row) + b"\n")
+        self.append_rows([(entry.file, orjson.dumps(row))])
+
+    def append_rows(self, rows: list[tuple[str, bytes]]) -> None:
+        """(file name, encoded row) pairs, each appended as one line."""
+        for name, row in rows:
+            with (self.directory / name).open("ab") as file:
+                file.write(row + b"\n")
 
     def end_torn_line(self, entry: TrackEntry) -> None:
         """A crash mid-append can leave a last line without its newline; close it so new rows start clean."""
@@ -85,3 +97,19 @@ class TrackStore:
     def rows(self, entry: TrackEntry) -> list[dict[str, Any]]:
         path = self.directory / entry.file
         return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()] if path.exists() else []
+
+
+def index_payload(entries: dict[str, TrackEntry]) -> bytes:
+    """index.json's bytes, taken on the event loop so the writer thread never reads entries being changed."""
+    listed = [{**asdict(entry), "duration_seconds": entry.duration_seconds} for entry in entries.values()]
+    listed.sort(key=lambda entry: entry["opened_at"])
+    return orjson.dumps(listed, option=orjson.OPT_INDENT_2)
+
+
+def beyond_limit(entries: dict[str, TrackEntry], keep_closed: int) -> list[str]:
+    """Ids of the closed entries older than the `keep_closed` most recently closed; never an open one."""
+    closed = sorted(
+        (entry for entry in entries.values() if entry.closed_at is not None),
+        key=lambda entry: (entry.closed_at, entry.opened_at, entry.opportunity_id),
+    )
+    return [entry.opportunity_id for entry in closed[: max(0, len(closed) - keep_closed)]]

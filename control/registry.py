@@ -12,11 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
 
-from control.state_store import StateStore
-
-STATE_VERSION = 1
+from control.state_store import CollectorState, StateStore, WatchRecord
 
 
 def now_ms() -> int:
@@ -119,36 +116,30 @@ class SymbolRegistry:
         """Undo a change that could not be saved, so memory never claims more than the disk."""
         self._added, self._removed, self._watchlist = checkpoint
 
-    def save(self) -> None:
-        if self._store is None:
-            return
-        self._store.save(
-            {
-                "version": STATE_VERSION,
-                "config_symbols": self._base,
-                "added": self._added,
-                "removed": sorted(self._removed),
-                "watchlist": [asdict(entry) for entry in self.watchlist],
-            }
+    def state(self) -> CollectorState:
+        """What is saved; validated, so a bug can't write a file the next start would refuse."""
+        return CollectorState(
+            config_symbols=self._base,
+            added=self._added,
+            removed=sorted(self._removed),
+            watchlist=[WatchRecord(**asdict(entry)) for entry in self.watchlist],
         )
 
+    async def save(self) -> None:
+        """Returns once the state is on disk; the write runs off the event loop."""
+        if self._store is not None:
+            await self._store.save(self.state())
+
     def restore(self) -> bool:
-        """Apply the stored changes on top of config.json's symbols; False when nothing was stored."""
+        """Apply the stored changes on top of config.json's symbols; False when nothing (valid) was stored."""
         if self._store is None:
             return False
-        document = self._store.load()
-        if document is None:
+        stored = self._store.load()
+        if stored is None:
             return False
-        self._added = [symbol for symbol in _strings(document.get("added")) if symbol not in self._base]
-        self._removed = set(_strings(document.get("removed"))) & set(self._base)
-        for raw in document.get("watchlist") or []:
-            try:
-                entry = WatchEntry(**{key: raw[key] for key in WatchEntry.__dataclass_fields__})
-            except (KeyError, TypeError):
-                continue  # a hand-edited entry without its fields: not worth failing the start for
-            self._watchlist[(entry.exchange, entry.symbol)] = entry
+        self._added = [symbol for symbol in stored.added if symbol not in self._base]
+        self._removed = set(stored.removed) & set(self._base)
+        self._watchlist = {
+            (record.exchange, record.symbol): WatchEntry(**record.model_dump()) for record in stored.watchlist
+        }
         return True
-
-
-def _strings(value: Any) -> list[str]:
-    return [item for item in value or [] if isinstance(item, str)]

@@ -1,7 +1,8 @@
 """Carries out control commands against the symbol registry and the running venue collectors.
 
 One asyncio lock guards the registry: commands and the watchlist's expiry run one at a time, in
-the order they arrive. Every change is saved before it is applied and before the reply goes out.
+the order they arrive. Every change is saved before it is applied and before the reply goes out; the
+save itself runs off the event loop, so market data keeps flowing while the disk works.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ class ControlService:
                 expired = self.registry.expire(now_ms())
                 if not expired:
                     continue
-                self.registry.save()
+                try:
+                    await self.registry.save()
+                except Exception as error:  # expired pairs stay expired: a restart drops them again
+                    log.error("watchlist expiry could not be saved to the state file: %s", error)
                 self.apply()
             for entry in expired:
                 log.info("watchlist: %s on %s expired", entry.symbol, entry.exchange)
@@ -101,7 +105,7 @@ class ControlService:
         listing = self._listing(symbol)
         self._refuse_unlisted([symbol], listing)
         self.registry.add(symbol)
-        self._commit()
+        await self._commit()
         return f"Symbol {symbol} added successfully", {
             "symbol": symbol,
             **listing,
@@ -115,7 +119,7 @@ class ControlService:
             hint = f"; it is on the watchlist for {', '.join(watched)} (use watch_remove)" if watched else ""
             raise ControlError("symbol_not_found", f"Symbol {symbol} is not in the symbol set{hint}")
         self.registry.remove(symbol)
-        self._commit()
+        await self._commit()
         watched = self.registry.watched_on(symbol)
         message = f"Symbol {symbol} removed successfully"
         if watched:
@@ -127,7 +131,7 @@ class ControlService:
         new = [symbol for symbol in request.symbols if symbol not in before]
         self._refuse_unlisted(new, None)
         self.registry.replace(request.symbols)
-        self._commit()
+        await self._commit()
         after = self.registry.symbols
         return f"Symbols set: {len(after)} symbol(s)", {
             "added": new,
@@ -153,7 +157,7 @@ class ControlService:
             )
         before = set(self.registry.symbols)
         self.registry.rebase(self.universe_symbols())
-        self._commit()
+        await self._commit()
         after = self.registry.symbols
         return f"Universe reloaded: {len(after)} symbol(s)", {
             "added": sorted(set(after) - before),
@@ -175,7 +179,7 @@ class ControlService:
         renewed: list[str] = []
         for exchange in targets:
             (added if self.registry.watch(exchange, symbol, ttl, at) else renewed).append(exchange)
-        self._commit()
+        await self._commit()
         parts = [f"watching {symbol} on {', '.join(added)} for {ttl} s"] if added else []
         if renewed:
             parts.append(f"renewed on {', '.join(renewed)}")
@@ -194,7 +198,7 @@ class ControlService:
         entry = self.registry.touch(request.exchange, request.symbol, now_ms())
         if entry is None:
             raise ControlError("symbol_not_found", f"{request.symbol} on {request.exchange} is not on the watchlist")
-        self.registry.save()
+        await self.registry.save()
         return f"{entry.symbol} on {entry.exchange} renewed for {entry.ttl_seconds} s", self._describe(entry)
 
     async def _watch_remove(self, request: WatchRemove) -> Result:
@@ -204,7 +208,7 @@ class ControlService:
             raise ControlError(
                 "symbol_not_found", f"{request.symbol} is not on the watchlist for {', '.join(exchanges)}"
             )
-        self._commit()
+        await self._commit()
         still = request.symbol in self.registry.symbols
         return f"{request.symbol} no longer watched on {', '.join(removed)}", {
             "symbol": request.symbol,
@@ -218,9 +222,10 @@ class ControlService:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _commit(self) -> None:
-        """Save first, so a reply never reports a change a crash could lose; then apply it."""
-        self.registry.save()
+    async def _commit(self) -> None:
+        """Save first, so a reply never reports a change a crash could lose; then apply it. The write runs
+        on the state file's own thread; the lock held around every command keeps saves in order."""
+        await self.registry.save()
         self.apply()
 
     def _venues(self, requested: list[str] | None) -> list[str]:

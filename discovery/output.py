@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def write_generated(directory: str | Path, universe: Universe, verdicts: list[Ve
         write_atomically(directory / name, payload)
         written.append(directory / name)
     return written
+
+
+async def write_generated_off_loop(
+    directory: str | Path, universe: Universe, verdicts: list[Verdict] | None
+) -> list[Path]:
+    """write_generated for a caller on an event loop (discovery beside a simulator or a collector): six
+    fsynced files must not stall the sockets that loop serves."""
+    return await asyncio.to_thread(write_generated, directory, universe, verdicts)
 
 
 def _symbols_text(universe: Universe) -> str:

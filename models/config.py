@@ -140,6 +140,13 @@ class TrackerConfig(_Section):
     directory: str = Field(default="data/tracks", description="one file per opportunity, plus index.json")
     sample_interval_ms: int = Field(default=200, ge=10, le=60_000)
     max_duration_seconds: float = Field(default=10_800.0, gt=0, description="a track still open then expires")
+    index_max_entries: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="closed opportunities index.json keeps (the most recently closed); open ones are always "
+        "listed. index.json is rewritten on every change, so it must stay bounded; older track files stay",
+    )
 
 
 class AppConfig(_Section):

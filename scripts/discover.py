@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from discovery.build import DiscoveryFailed, build_universe, keep_only, load_sources
-from discovery.output import write_generated
+from discovery.output import write_generated_off_loop
 from discovery.validation import VALID, validate
 from main import point_at_simulator
 from models.config import AppConfig
@@ -66,7 +66,7 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
             invalid = {(v.listing.source, v.listing.symbol) for v in verdicts if v.outcome != VALID}
             quoting = keep_only(loaded, lambda listing: (listing.source, listing.symbol) not in invalid)
             universe = build_universe(quoting, failed)
-        written = write_generated(args.output, universe, verdicts)
+        written = await write_generated_off_loop(args.output, universe, verdicts)
     finally:
         if simulator is not None:
             await simulator.stop()
