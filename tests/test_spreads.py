@@ -231,7 +231,7 @@ async def test_a_silenced_quote_stream_ages_the_quote_and_the_engine_drops_that_
         await analytics.close()
         await binance.close()
     last_quote_ms = binance.messages[-1][1]["ticker"]["received_timestamp"]
-    assert last_quote_ms < silenced_ms + 1000  # the quote stopped when its stream did
+    assert last_quote_ms < silenced_ms + 3000  # the quote stopped when its stream did (a loaded box lags)
     later = [body for _, body, _ in binance.messages if body["received_timestamp"] > last_quote_ms]
     assert len(later) >= 10 and all(body["ticker"]["received_timestamp"] == last_quote_ms for body in later)
     assert {valid(body).ticker.timestamp for body in later} == {binance.messages[-1][1]["ticker"]["timestamp"]}
