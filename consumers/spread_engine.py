@@ -29,7 +29,9 @@ from publishers.rabbitmq_publisher import RabbitMQPublisher
 log = logging.getLogger("spread_engine")
 
 STALE_SWEEP_SECONDS = 1.0
-"""How often open opportunities are checked for stale legs (at most; faster when max_quote_age_ms is small)."""
+"""How often open opportunities are checked for stale legs: at least this often, a quarter of max_quote_age_ms
+when that is shorter, but never more often than every MIN_STALE_SWEEP_SECONDS."""
+MIN_STALE_SWEEP_SECONDS = 0.05
 
 
 @dataclass
@@ -112,7 +114,7 @@ class SpreadEngine:
 
     async def _sweep_stale(self) -> None:
         """Close opportunities whose legs went quiet: no update arrives that would close them otherwise."""
-        interval = min(STALE_SWEEP_SECONDS, self.config.spreads.max_quote_age_ms / 4000)
+        interval = max(MIN_STALE_SWEEP_SECONDS, min(STALE_SWEEP_SECONDS, self.config.spreads.max_quote_age_ms / 4000))
         while True:
             await asyncio.sleep(interval)
             for event in self.evaluator.close_stale():
