@@ -3,6 +3,11 @@
 Streams deliver pieces (a best bid/ask, a book, a mark price with funding); the state always holds
 the newest of each, so every message published is complete. Serialization happens only when the
 publisher actually sends, so updates that get conflated cost no JSON work.
+
+Each part keeps its own venue time and receipt time: one stream going quiet (say Binance's
+bookTicker) must show in its part's age, even while the other streams keep the message flowing and
+the top-level times fresh. The stream supervisor calls `mark_received` right before each update is
+applied; every setter stamps the part it refreshed from that receipt time.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class MarketState:
         "base_multiplier",
         "bid",
         "bid_size",
+        "book_received_ms",
         "coin",
         "contract_size",
         "depth",
@@ -42,15 +48,21 @@ class MarketState:
         "extra",
         "funding_interval_hours",
         "funding_rate",
+        "funding_received_ms",
+        "funding_timestamp",
         "index_price",
         "last",
         "log",
         "mark_price",
         "market",
         "next_funding_time",
+        "quote_received_ms",
+        "quote_timestamp",
         "received_ms",
         "received_ns",
         "routing_key",
+        "stats_received_ms",
+        "stats_timestamp",
         "symbol",
         "timestamp",
         "volume_24h",
@@ -88,6 +100,14 @@ class MarketState:
         self.timestamp = 0
         self.received_ms = 0
         self.received_ns = 0
+        # per part: venue time (the receipt time where the venue sends none) and receipt time; None until it arrives
+        self.quote_timestamp: int | None = None
+        self.quote_received_ms: int | None = None
+        self.stats_timestamp: int | None = None
+        self.stats_received_ms: int | None = None
+        self.book_received_ms: int | None = None
+        self.funding_timestamp: int | None = None
+        self.funding_received_ms: int | None = None
         self.extra: dict[str, Any] = {}
         self._quote_crossed = False
         self._book_crossed = False
@@ -110,15 +130,19 @@ class MarketState:
         self._quote_crossed = self._is_crossed("quote", bid, ask, self._quote_crossed)  # type: ignore[arg-type]
         if self._quote_crossed:
             return False
-        self._keep_quote(bid, ask, bid_size, ask_size)  # type: ignore[arg-type]
+        self._keep_quote(bid, ask, bid_size, ask_size, timestamp)  # type: ignore[arg-type]
         self._stamp(timestamp)
         return True
 
     def set_trade_stats(self, last: float | None, volume_24h: float | None, timestamp: int | None) -> bool:
-        if last is not None:
-            self.last = last
-        if volume_24h is not None:
-            self.volume_24h = volume_24h
+        """An update carrying neither (a REST poll that only had funding) leaves the statistics' times alone."""
+        if last is not None or volume_24h is not None:
+            if last is not None:
+                self.last = last
+            if volume_24h is not None:
+                self.volume_24h = volume_24h
+            self.stats_timestamp = timestamp or self.received_ms
+            self.stats_received_ms = self.received_ms
         self._stamp(timestamp)
         return self.ready
 
@@ -134,8 +158,9 @@ class MarketState:
             if self._book_crossed:
                 return False
             if top_is_quote:
-                self._keep_quote(best_bid[0], best_ask[0], best_bid[1], best_ask[1])
+                self._keep_quote(best_bid[0], best_ask[0], best_bid[1], best_ask[1], book.get("timestamp"))
         self._book = book
+        self.book_received_ms = self.received_ms
         self._stamp(book.get("timestamp"))
         return self.ready
 
@@ -147,21 +172,35 @@ class MarketState:
         index_price: float | None,
         timestamp: int | None,
     ) -> bool:
+        """Any of the four refreshes the funding part's times (venues send them apart: OKX's mark, index and
+        funding rate are three channels); an update carrying none of them leaves the times alone."""
+        refreshed = False
         if funding_rate is not None:
             self.funding_rate = funding_rate
+            refreshed = True
         if next_funding_time is not None:
             self.next_funding_time = next_funding_time
+            refreshed = True
         if mark_price is not None:
             self.mark_price = mark_price
+            refreshed = True
         if index_price is not None:
             self.index_price = index_price
+            refreshed = True
+        if refreshed:
+            self.funding_timestamp = timestamp or self.received_ms
+            self.funding_received_ms = self.received_ms
         self._stamp(timestamp)
         return self.ready
 
-    def _keep_quote(self, bid: float, ask: float, bid_size: float | None, ask_size: float | None) -> None:
+    def _keep_quote(
+        self, bid: float, ask: float, bid_size: float | None, ask_size: float | None, timestamp: int | None
+    ) -> None:
         self.bid, self.ask = bid, ask
         self.bid_size = _coins(bid_size, self.contract_size)
         self.ask_size = _coins(ask_size, self.contract_size)
+        self.quote_timestamp = timestamp or self.received_ms
+        self.quote_received_ms = self.received_ms
 
     def mark_received(self, received_ms: int, received_ns: int) -> None:
         self.received_ms = received_ms
@@ -211,6 +250,10 @@ class MarketState:
                 "ask_size": self.ask_size,
                 "last": self.last,
                 "volume_24h": self.volume_24h,
+                "timestamp": self.quote_timestamp,
+                "received_timestamp": self.quote_received_ms,
+                "stats_timestamp": self.stats_timestamp,
+                "stats_received_timestamp": self.stats_received_ms,
             },
             "orderbook": self._book_message(),
             "funding_rate": self.funding_rate,
@@ -218,6 +261,8 @@ class MarketState:
             "funding_interval_hours": self.funding_interval_hours,
             "mark_price": self.mark_price,
             "index_price": self.index_price,
+            "funding_timestamp": self.funding_timestamp,
+            "funding_received_timestamp": self.funding_received_ms,
             "received_timestamp": self.received_ms,
             "published_timestamp": published_ms,
             "extra": self.extra,
@@ -235,7 +280,8 @@ class MarketState:
         return {
             "bids": _levels(book["bids"], self.depth, self.contract_size),
             "asks": _levels(book["asks"], self.depth, self.contract_size),
-            "timestamp": book.get("timestamp"),
+            "timestamp": book.get("timestamp") or self.book_received_ms,
+            "received_timestamp": self.book_received_ms,
         }
 
     def _book_usable(self, book: Book) -> bool:

@@ -2,6 +2,11 @@
 
 A message prices one unit of the venue's base (1000 PEPE for 1000PEPE/USDT:USDT); here every price is
 per single coin and every size in coins, so venues that bundle coins differently compare directly.
+
+A quote's times are its own (`ticker.timestamp`, `ticker.received_timestamp`), not the message's: a
+message keeps arriving while its bookTicker stream is dead, refreshed by the mark price or the book,
+and only the quote's own receipt time shows that its prices are old. Messages from collectors older
+than those fields fall back to the message's times.
 """
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ class Quote:
     bids: Levels
     asks: Levels
     timestamp: int
+    """Venue time of the best bid/ask."""
     received: int
+    """When the collector received the best bid/ask."""
     funding_rate_8h: float | None
+    has_depth: bool = False
+    """The message carried an order book (not only the best bid/ask and their sizes)."""
 
 
 def source_of(message: FuturesData) -> str:
@@ -65,9 +74,10 @@ def quote_from(message: FuturesData) -> Quote | None:
         ask=ticker.ask / multiplier,
         bids=bids,
         asks=asks,
-        timestamp=message.timestamp,
-        received=message.received_timestamp,
+        timestamp=ticker.timestamp if ticker.timestamp is not None else message.timestamp,
+        received=ticker.received_timestamp if ticker.received_timestamp is not None else message.received_timestamp,
         funding_rate_8h=funding_per_8h(message.funding_rate, message.funding_interval_hours),
+        has_depth=book is not None,
     )
 
 

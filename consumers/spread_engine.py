@@ -4,6 +4,7 @@ Consumes futures.# and spot.# like any user's consumer, evaluates every directio
 universe that an update concerns, and publishes to the `futures_analytics` topic exchange:
 spread snapshots on spread.<SYMBOL>.<buy>.<sell> (latest wins, at most max_snapshots_per_second per
 key) and opportunity lifecycle events on opportunity.open|update|close.<SYMBOL> (never conflated).
+Open opportunities whose legs stopped updating are closed as stale by a sweep every second.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 
 log = logging.getLogger("spread_engine")
+
+STALE_SWEEP_SECONDS = 1.0
+"""How often open opportunities are checked for stale legs: at least this often, a quarter of max_quote_age_ms
+when that is shorter, but never more often than every MIN_STALE_SWEEP_SECONDS."""
+MIN_STALE_SWEEP_SECONDS = 0.05
+
 
 @dataclass
 class Outgoing:
@@ -73,7 +80,8 @@ class SpreadEngine:
         quotes = await self._connection.channel()
         await quotes.set_qos(prefetch_count=1000)
         await subscribe_quotes(quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
-        self._tasks = [asyncio.create_task(self._release_held(), name="spread-release")]
+        self._tasks = [asyncio.create_task(self._release_held(), name="spread-release"),
+                       asyncio.create_task(self._sweep_stale(), name="spread-stale-sweep")]
         universe = self.evaluator.universe
         log.info("evaluating %d directions over %d symbols; publishing to %s", len(universe.directions),
                  len(universe.symbols), self.config.spreads.analytics_exchange)
@@ -81,7 +89,8 @@ class SpreadEngine:
     def report(self) -> str:
         counters = self.evaluator.counters
         return (f"{counters.updates} updates, {counters.evaluations} evaluations, skipped {counters.skipped_stale} "
-                f"stale and {counters.skipped_skew} skewed, {counters.opened} opened, {counters.closed} closed, "
+                f"stale and {counters.skipped_skew} skewed, {counters.opened} opened, {counters.closed} closed "
+                f"({counters.closed_stale} stale), "
                 f"{self.snapshots.stats.published} snapshots published, {self.invalid_messages} invalid messages")
 
     async def stop(self) -> None:
@@ -98,9 +107,22 @@ class SpreadEngine:
 
     async def _on_quote(self, quote: Quote) -> None:
         for snapshot, transition, event in self.evaluator.on_quote(quote):
-            self._offer(snapshot)
+            if snapshot is not None:
+                self._offer(snapshot)
             if event is not None and (transition is not None or self._update_due(event)):
                 await self._publish_event(event)
+
+    async def _sweep_stale(self) -> None:
+        """Close opportunities whose legs went quiet: no update arrives that would close them otherwise."""
+        interval = max(MIN_STALE_SWEEP_SECONDS, min(STALE_SWEEP_SECONDS, self.config.spreads.max_quote_age_ms / 4000))
+        while True:
+            await asyncio.sleep(interval)
+            for event in self.evaluator.close_stale():
+                try:
+                    await self._publish_event(event)
+                except Exception as error:  # the broker is away: the sweep must outlive it
+                    log.warning("could not publish the stale close of %s: %s: %s", event.opportunity_id,
+                                type(error).__name__, error)
 
     def _offer(self, snapshot: SpreadSnapshot) -> None:
         """Latest wins per key, and at most one per interval; held ones go out when their time comes."""
@@ -137,8 +159,9 @@ class SpreadEngine:
         if event.event == "close":
             self._last_sent.pop(f"update:{event.opportunity_id}", None)
         log.log(logging.INFO if event.event != "update" else logging.DEBUG,
-                "opportunity %s %s: buy %s, sell %s, net %.3f %% (peak %.3f %%)", event.event, event.symbol,
-                event.buy, event.sell, event.snapshot.net_pct, event.peak_net_pct)
+                "opportunity %s %s: buy %s, sell %s, net %.3f %% (peak %.3f %%)%s", event.event, event.symbol,
+                event.buy, event.sell, event.snapshot.net_pct, event.peak_net_pct,
+                f", {event.reason}" if event.reason else "")
         await self._events.publish(
             aio_pika.Message(orjson.dumps(event.model_dump()), content_type="application/json",
                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT),

@@ -2,6 +2,11 @@
 
 An index maps (source, name) to the directions it is a leg of, so the work per update depends on how
 many sources list that symbol, not on how many symbols there are.
+
+A leg's age is measured from when the collector received its quote, and leg skew from the quotes'
+venue times. An open opportunity closes as `stale` once a leg is older than max_quote_age_ms: on the
+next update of either leg, or at the latest on the engine's periodic `close_stale` sweep, which covers
+legs that stopped updating altogether.
 """
 
 from __future__ import annotations
@@ -9,16 +14,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from consumers.opportunities import OpportunityBook, Rules, Transition
+from consumers.opportunities import Opportunity, OpportunityBook, PairKey, Rules, Transition
 from consumers.quotes import Quote
 from consumers.spread_math import apr_pct, funding_diff_8h, net_pct, spread_pct, sweep_notional, sweep_quantity
 from models.analytics import Leg, OpportunityEvent, SpreadSnapshot
 from models.config import SpreadsConfig
 from models.universe import Universe
 
-PairKey = tuple[str, str, str]
-"""(buy source, sell source, universe name)."""
+EventKind = Literal["open", "update", "close"]
+Evaluation = tuple[SpreadSnapshot | None, Transition | None, OpportunityEvent | None]
+"""(the snapshot to publish, or None for a stale pair; what changed; the opportunity event it caused)."""
 
 
 def now_ms() -> int:
@@ -33,6 +40,7 @@ class Counters:
     skipped_skew: int = 0
     opened: int = 0
     closed: int = 0
+    closed_stale: int = 0
 
 
 @dataclass
@@ -62,9 +70,9 @@ class SpreadEvaluator:
                   int(settings.cooldown_seconds * 1000))
         )
 
-    def on_quote(self, quote: Quote) -> list[tuple[SpreadSnapshot, Transition | None, OpportunityEvent | None]]:
+    def on_quote(self, quote: Quote) -> list[Evaluation]:
         """Store the quote; evaluate every pair it is a leg of. Per pair: the snapshot, and the
-        opportunity event it caused (open, close, or None; the caller throttles updates)."""
+        opportunity event it caused (open, close, or an update; the caller throttles updates)."""
         self.counters.updates += 1
         key = (quote.source, quote.name)
         self.quotes[key] = quote
@@ -75,42 +83,87 @@ class SpreadEvaluator:
                 results.append(evaluated)
         return results
 
-    def evaluate(self, pair: PairKey) -> tuple[SpreadSnapshot, Transition | None, OpportunityEvent | None] | None:
+    def evaluate(self, pair: PairKey) -> Evaluation | None:
         buy_source, sell_source, name = pair
         buy, sell = self.quotes.get((buy_source, name)), self.quotes.get((sell_source, name))
         if buy is None or sell is None:
             return None
         now = self.clock()
         settings = self.settings
-        if now - buy.received > settings.max_quote_age_ms or now - sell.received > settings.max_quote_age_ms:
+        if self._stale(buy, now) or self._stale(sell, now):
             self.counters.skipped_stale += 1
             self.opportunities.skipped(pair)
-            return None
+            closed = self._close_stale(pair, buy, sell, now)
+            return (None, "close", closed) if closed is not None else None
         if abs(buy.timestamp - sell.timestamp) > settings.max_leg_skew_ms:
             self.counters.skipped_skew += 1
             self.opportunities.skipped(pair)
             return None
         self.counters.evaluations += 1
         snapshot = self.snapshot(buy, sell, now)
-        transition, opportunity = self.opportunities.evaluate(pair, snapshot.net_pct, now)
+        transition, opportunity = self.opportunities.evaluate(
+            pair, snapshot.net_pct, now, self._opening_net(buy, sell, snapshot)
+        )
         event = None
         if opportunity is not None:
             if transition == "open":
                 self.counters.opened += 1
             elif transition == "close":
                 self.counters.closed += 1
-            event = OpportunityEvent(
-                event=transition or "update",
-                opportunity_id=opportunity.opportunity_id,
-                symbol=name,
-                buy=buy_source,
-                sell=sell_source,
-                opened_at=opportunity.opened_at,
-                snapshot=snapshot,
-                peak_net_pct=opportunity.peak_net_pct,
-                reason="converged" if transition == "close" else None,
-            )
+            event = self._event(pair, opportunity, transition or "update", snapshot,
+                                "converged" if transition == "close" else None)
         return snapshot, transition, event
+
+    def close_stale(self) -> list[OpportunityEvent]:
+        """Close every open opportunity with a stale leg, whether or not anything arrived for it since: a
+        venue that goes quiet altogether sends no update that would close it (the engine calls this
+        periodically)."""
+        now = self.clock()
+        closed = []
+        for pair in self.opportunities.open_pairs():
+            buy_source, sell_source, name = pair
+            buy, sell = self.quotes.get((buy_source, name)), self.quotes.get((sell_source, name))
+            if buy is None or sell is None or not (self._stale(buy, now) or self._stale(sell, now)):
+                continue
+            event = self._close_stale(pair, buy, sell, now)
+            if event is not None:
+                closed.append(event)
+        return closed
+
+    def _stale(self, quote: Quote, now: int) -> bool:
+        return now - quote.received > self.settings.max_quote_age_ms
+
+    def _close_stale(self, pair: PairKey, buy: Quote, sell: Quote, now: int) -> OpportunityEvent | None:
+        opportunity = self.opportunities.close(pair, now)
+        if opportunity is None:
+            return None
+        self.counters.closed += 1
+        self.counters.closed_stale += 1
+        return self._event(pair, opportunity, "close", self.snapshot(buy, sell, now), "stale")
+
+    def _opening_net(self, buy: Quote, sell: Quote, snapshot: SpreadSnapshot) -> float | None:
+        """The net that may open an opportunity (see consumers.opportunities): with open_on `executable` and a
+        book on both legs, the executable net, and only if the notional fills; else the top-of-book net."""
+        if self.settings.open_on == "top" or not (buy.has_depth and sell.has_depth):
+            return snapshot.net_pct
+        return snapshot.executable_net_pct if snapshot.fully_fillable else None
+
+    @staticmethod
+    def _event(
+        pair: PairKey, opportunity: Opportunity, kind: EventKind, snapshot: SpreadSnapshot, reason: str | None
+    ) -> OpportunityEvent:
+        buy_source, sell_source, name = pair
+        return OpportunityEvent(
+            event=kind,
+            opportunity_id=opportunity.opportunity_id,
+            symbol=name,
+            buy=buy_source,
+            sell=sell_source,
+            opened_at=opportunity.opened_at,
+            snapshot=snapshot,
+            peak_net_pct=opportunity.peak_net_pct,
+            reason=reason,
+        )
 
     def snapshot(self, buy: Quote, sell: Quote, now: int) -> SpreadSnapshot:
         settings = self.settings
@@ -145,5 +198,5 @@ class SpreadEvaluator:
 def _leg(quote: Quote) -> Leg:
     return Leg.model_construct(
         source=quote.source, symbol=quote.symbol, bid=quote.bid, ask=quote.ask, timestamp=quote.timestamp,
-        funding_rate_8h=quote.funding_rate_8h,
+        received_timestamp=quote.received, funding_rate_8h=quote.funding_rate_8h,
     )

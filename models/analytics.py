@@ -24,7 +24,10 @@ class Leg(_Model):
     symbol: str = Field(description="the venue's symbol, e.g. 1000PEPE/USDT:USDT")
     bid: float
     ask: float
-    timestamp: int = Field(description="venue time of the quote")
+    timestamp: int = Field(description="venue time of the quote (the message's ticker.timestamp)")
+    received_timestamp: int | None = Field(
+        default=None, description="when the collector received the quote (ticker.received_timestamp): its age"
+    )
     funding_rate_8h: float | None = Field(description="funding per 8 h (rate x 8 / interval); null on spot/unknown")
 
 
@@ -55,7 +58,11 @@ class OpportunityEvent(_Model):
     opened_at: int
     snapshot: SpreadSnapshot
     peak_net_pct: float
-    reason: str | None = Field(default=None, description="why it closed: converged, ...")
+    reason: str | None = Field(
+        default=None,
+        description="on close, why: `converged` (the top-of-book net_pct fell to exit_pct or below) or `stale` "
+        "(a leg's quote was received longer than max_quote_age_ms ago; the snapshot holds the last quotes)",
+    )
 
 
 def source_word(source: str) -> str:

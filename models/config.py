@@ -122,7 +122,17 @@ class SpreadsConfig(_Section):
     exit_pct: float = Field(default=0.1, description="net spread at or below which an opportunity closes")
     confirm_ticks: int = Field(default=3, ge=1, description="consecutive evaluations at or above entry_pct")
     cooldown_seconds: float = Field(default=0.0, ge=0, description="after a close, before the pair may reopen")
-    max_quote_age_ms: int = Field(default=5000, ge=1, description="older legs are skipped (and counted)")
+    open_on: Literal["executable", "top"] = Field(
+        default="executable",
+        description="executable: open on the net of sweeping notional_usdt through both books (which must fill), "
+        "where both legs carry a book, else on the top-of-book net; top: always on the top-of-book net. "
+        "Closing is on the top-of-book net either way",
+    )
+    max_quote_age_ms: int = Field(
+        default=5000, ge=1,
+        description="a leg whose quote was received longer ago is skipped (and counted); an open opportunity with "
+        "such a leg closes as stale",
+    )
     max_leg_skew_ms: int = Field(default=2000, ge=0, description="legs further apart in venue time are skipped")
     max_snapshots_per_second: float = Field(default=2.0, gt=0, le=1000, description="per spread routing key")
     default_taker_fee: float = Field(default=0.0005, ge=0, lt=0.1, description="when the universe lacks a fee")

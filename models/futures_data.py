@@ -10,6 +10,9 @@ Units, for every venue alike:
 - sizes are in base units (coins), never contracts: contract venues are converted with the
   market's contract size;
 - times are integer milliseconds since the Unix epoch, UTC;
+- every part (the quote, the 24 h statistics, the book, funding) carries its own venue time and
+  receipt time, so a part whose stream went quiet shows its age even while other parts keep the
+  message flowing; the top-level times are those of the newest part;
 - funding_rate is a fraction per funding interval (0.0001 = 0.01 %), paid every
   funding_interval_hours.
 """
@@ -29,6 +32,10 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_NO_VENUE_TIME = "; the receipt time where the venue sends none"
+_OLDER_COLLECTORS = "; absent (null) in messages from collectors older than this field"
+
+
 class Ticker(_Contract):
     """Best bid/ask and the 24 h statistics; null where the venue has not sent them yet."""
 
@@ -38,6 +45,20 @@ class Ticker(_Contract):
     ask_size: float | None = Field(description="size resting at the best ask, in coins")
     last: float | None = Field(description="last trade price")
     volume_24h: float | None = Field(description="traded volume over the last 24 h, in coins")
+    timestamp: int | None = Field(
+        default=None,
+        description="venue time of the best bid/ask (the book's, where the quote is the top of the book), ms UTC"
+        + _NO_VENUE_TIME + _OLDER_COLLECTORS,
+    )
+    received_timestamp: int | None = Field(
+        default=None, description="when the collector received the best bid/ask, ms UTC" + _OLDER_COLLECTORS
+    )
+    stats_timestamp: int | None = Field(
+        default=None, description="venue time of last and volume_24h, ms UTC" + _NO_VENUE_TIME + _OLDER_COLLECTORS
+    )
+    stats_received_timestamp: int | None = Field(
+        default=None, description="when the collector received last and volume_24h, ms UTC" + _OLDER_COLLECTORS
+    )
 
 
 class OrderBook(_Contract):
@@ -45,7 +66,10 @@ class OrderBook(_Contract):
 
     bids: list[PriceLevel] = Field(description="[price, size in coins], highest price first")
     asks: list[PriceLevel] = Field(description="[price, size in coins], lowest price first")
-    timestamp: int | None = Field(description="venue time of the last book update, ms UTC")
+    timestamp: int | None = Field(description="venue time of the last book update, ms UTC" + _NO_VENUE_TIME)
+    received_timestamp: int | None = Field(
+        default=None, description="when the collector received the last book update, ms UTC" + _OLDER_COLLECTORS
+    )
 
 
 class FuturesData(_Contract):
@@ -59,7 +83,8 @@ class FuturesData(_Contract):
         default=1, ge=1, description="coins in one unit of the symbol's base: 1000 for 1000PEPE, else 1"
     )
     timestamp: int = Field(
-        description="venue event time of the newest component, ms UTC; receipt time when the venue sends none"
+        description="venue event time of the newest component, ms UTC; receipt time when the venue sends none. "
+        "A fresh value says only that some part is fresh: judge a part by its own times (ticker.timestamp, ...)"
     )
     ticker: Ticker
     orderbook: OrderBook | None = Field(
@@ -71,7 +96,19 @@ class FuturesData(_Contract):
     funding_interval_hours: float | None = Field(description="hours between settlements; null when unknown")
     mark_price: float | None
     index_price: float | None
-    received_timestamp: int = Field(description="when the collector received the newest component, ms UTC")
+    funding_timestamp: int | None = Field(
+        default=None,
+        description="venue time of the update (stream or REST poll) that last refreshed funding_rate, "
+        "next_funding_time, mark_price or index_price, ms UTC" + _NO_VENUE_TIME + _OLDER_COLLECTORS,
+    )
+    funding_received_timestamp: int | None = Field(
+        default=None,
+        description="when the collector received that update, ms UTC" + _OLDER_COLLECTORS,
+    )
+    received_timestamp: int = Field(
+        description="when the collector received the newest component, ms UTC (ticker.received_timestamp is the "
+        "quote's own)"
+    )
     published_timestamp: int = Field(description="when the collector handed the message to RabbitMQ, ms UTC")
     extra: dict[str, Any] = Field(default_factory=dict, description="venue-specific fields, free-form")
 

@@ -134,6 +134,7 @@ class BinanceMarketSimulator(VenueSimulator):
     chain, (mini) tickers and the REST conventions. A subclass supplies its market's wire details."""
 
     market: ClassVar[Literal["futures", "spot"]]
+    stream_names: ClassVar[frozenset[str]] = frozenset({"bookTicker", "miniTicker", "ticker", "depth", "markPrice"})
     depth_cadences_ms: ClassVar[dict[str, int]]
     market_wide_streams: ClassVar[frozenset[str]]
     ticker_interval_ms: ClassVar[int]
@@ -185,6 +186,12 @@ class BinanceMarketSimulator(VenueSimulator):
     def _depth_due(self, book: SimulatedBook, stream: DiffStream) -> bool:
         """Whether a diff-depth stream has an event to send."""
         return bool(stream.changed_bids or stream.changed_asks)
+
+    def stream_of(self, topic: str) -> str | None:
+        """The channel without symbol or cadence: btcusdt@depth@100ms -> depth, !markPrice@arr@1s -> markPrice."""
+        if topic.startswith("!"):
+            return topic[1:].partition("@")[0]
+        return topic.partition("@")[2].partition("@")[0]
 
     # --- state ------------------------------------------------------------------------------------
 

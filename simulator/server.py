@@ -24,8 +24,9 @@ DEFAULT_PORT = 8765
 FAULTS = ("drop", "outage", "stall", "silent", "resume", "freeze", "unfreeze", "malformed", "crossed")
 """drop: cut every socket. outage: drop and refuse new connections for `seconds`. stall: open
 connections stop getting data (new ones are fine). silent: the venue sends no data at all until
-resume. freeze/unfreeze: prices stop/restart moving. malformed/crossed: the next `count` frames
-are malformed / show bid above ask."""
+resume; with `stream` (e.g. Binance's bookTicker), only that stream goes quiet and the venue's other
+streams run on (resume with the same `stream` revives it). freeze/unfreeze: prices stop/restart
+moving. malformed/crossed: the next `count` frames are malformed / show bid above ask."""
 
 
 VENUE_NAMES = ("binance", "bybit", "okx", "bitget", "gateio", "htx", "mexc", "kucoin")
@@ -115,12 +116,25 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
 
-    async def apply_fault(self, venue_name: str, fault: str, count: int = 1, seconds: float = 5.0) -> dict[str, Any]:
+    async def apply_fault(
+        self, venue_name: str, fault: str, count: int = 1, seconds: float = 5.0, stream: str | None = None
+    ) -> dict[str, Any]:
         """Flip one fault switch; see FAULTS. Returns a short description of what was done."""
         venue = self.venues.get(venue_name)
         if venue is None:
             raise ValueError(f"unknown venue {venue_name!r}; running: {sorted(self.venues)}")
         faults = venue.faults
+        if stream is not None:
+            if fault not in ("silent", "resume"):
+                raise ValueError(f"only silent and resume take a stream, not {fault!r}")
+            if stream not in venue.stream_names:
+                known = ", ".join(sorted(venue.stream_names)) or "none"
+                raise ValueError(f"the {venue_name} simulator cannot silence a stream {stream!r}; it can: {known}")
+            if fault == "silent":
+                faults.silent_streams.add(stream)
+            else:
+                faults.silent_streams.discard(stream)
+            return {"applied": fault, "stream": stream}
         if fault == "drop":
             return {"dropped": await venue.drop_connections()}
         if fault == "outage":
@@ -131,6 +145,7 @@ class Simulator:
             faults.silent = True
         elif fault == "resume":
             faults.silent = False
+            faults.silent_streams.clear()
             faults.refuse_until = 0.0
         elif fault == "freeze":
             faults.frozen = True
@@ -197,6 +212,7 @@ class Simulator:
                 str(body["fault"]),
                 count=int(body.get("count", 1)),
                 seconds=float(body.get("seconds", 5.0)),
+                stream=str(body["stream"]) if body.get("stream") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)

@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
@@ -32,6 +32,8 @@ class Faults:
 
     silent: bool = False
     """Sockets stay open and pings are answered, but no market data is sent (a silent stall)."""
+    silent_streams: set[str] = field(default_factory=set)
+    """Streams (`VenueSimulator.stream_names`) that send nothing while the venue's other streams run on."""
     frozen: bool = False
     """Prices stop moving; streams keep sending the last values (handy to compare exact numbers)."""
     malformed_pending: int = 0
@@ -64,6 +66,8 @@ class Session:
 class VenueSimulator(ABC):
     name: ClassVar[str]
     """Path prefix and config name, e.g. "binance"."""
+    stream_names: ClassVar[frozenset[str]] = frozenset()
+    """Streams a `silent` fault can silence one at a time (see `stream_of`); none unless a venue says so."""
 
     def __init__(
         self,
@@ -109,6 +113,10 @@ class VenueSimulator(ABC):
 
     async def on_connect(self, session: Session, request: web.Request) -> None:  # noqa: B027 - optional hook
         """A client connected; its first frame (e.g. a welcome) goes here, before anything it asks for."""
+
+    def stream_of(self, topic: str) -> str | None:
+        """The stream (one of `stream_names`) a topic's frames belong to, for a silent fault on one stream."""
+        return None
 
     # --- sessions and fan-out -------------------------------------------------------------------
 
@@ -167,6 +175,8 @@ class VenueSimulator(ABC):
         """Send a market-data frame to every subscriber of `topic`, applying the data faults."""
         subscribers = self.subscribers.get(topic)
         if not subscribers or self.faults.silent:
+            return
+        if self.faults.silent_streams and self.stream_of(topic) in self.faults.silent_streams:
             return
         text = _encode(payload)
         if self.faults.malformed_pending > 0:
@@ -284,6 +294,7 @@ class VenueSimulator(ABC):
         return {
             "faults": {
                 "silent": self.faults.silent,
+                "silent_streams": sorted(self.faults.silent_streams),
                 "frozen": self.faults.frozen,
                 "refusing": time.monotonic() < self.faults.refuse_until,
             },

@@ -62,3 +62,22 @@ async def test_every_venue_and_market_publishes_complete_contract_messages(broke
         assert message.ticker.bid < message.ticker.ask
         if message.market == "spot":
             assert message.funding_rate is None and message.mark_price is None
+        assert_part_times(message)
+
+
+def assert_part_times(message: FuturesData) -> None:
+    """Every part present carries its own times, received no later than the newest part."""
+    ticker, book, received = message.ticker, message.orderbook, message.received_timestamp
+    parts = {"quote": (ticker.timestamp, ticker.received_timestamp)}
+    if ticker.last is not None or ticker.volume_24h is not None:
+        parts["stats"] = (ticker.stats_timestamp, ticker.stats_received_timestamp)
+    if book is not None:
+        parts["book"] = (book.timestamp, book.received_timestamp)
+    if any(value is not None for value in (message.funding_rate, message.next_funding_time, message.mark_price,
+                                           message.index_price)):
+        parts["funding"] = (message.funding_timestamp, message.funding_received_timestamp)
+    for part, (venue_ms, received_ms) in parts.items():
+        where = f"{message.market}.{message.exchange} {message.symbol} {part}"
+        assert venue_ms is not None and received_ms is not None, where
+        assert 0 < received_ms <= received, where
+        assert abs(venue_ms - received_ms) < 60_000, where  # ms since epoch, both

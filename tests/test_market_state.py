@@ -106,3 +106,63 @@ def test_a_book_ccxt_emptied_in_place_is_left_out_until_whole_again(caplog: pyte
     assert whole is not None and (whole.bids, whole.asks) == ([(100.0, 1.0)], [(100.5, 1.0)])
     logged = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, _ in logged] == ["WARNING", "INFO"] and "0 asks" in logged[0][1]
+
+
+def test_each_part_carries_its_own_venue_and_receipt_time() -> None:
+    """A part whose stream went quiet keeps its old times while another part makes the message fresh."""
+    state = MarketState("binance", "BTC/USDT:USDT", contract_size=1, depth=1, funding_interval_hours=8)
+    state.mark_received(1_010, 0)
+    state.set_quote(100.0, 101.0, 2.0, 3.0, timestamp=1_000)
+    state.mark_received(1_110, 0)
+    state.set_book(book([[100.0, 2.0]], [[101.0, 3.0]], 1_100))
+    state.mark_received(5_020, 0)
+    state.set_trade_stats(100.5, 7.0, timestamp=5_000)
+    state.mark_received(9_050, 0)
+    state.set_funding(0.0001, None, 100.4, None, timestamp=9_000)
+    message = FuturesData.model_validate_json(state.to_json(9_060) or b"")
+    assert (message.timestamp, message.received_timestamp) == (9_000, 9_050)  # the newest part
+    assert (message.ticker.timestamp, message.ticker.received_timestamp) == (1_000, 1_010)  # the quote is 8 s old
+    assert (message.ticker.stats_timestamp, message.ticker.stats_received_timestamp) == (5_000, 5_020)
+    assert message.orderbook is not None
+    assert (message.orderbook.timestamp, message.orderbook.received_timestamp) == (1_100, 1_110)
+    assert (message.funding_timestamp, message.funding_received_timestamp) == (9_000, 9_050)
+
+
+def test_a_part_without_venue_time_takes_its_receipt_time_and_absent_parts_stay_null() -> None:
+    state = MarketState("binance", "BTC/USDT", contract_size=1, depth=1, market="spot")
+    state.mark_received(2_000, 0)
+    state.set_quote(100.0, 101.0, 2.0, 3.0, timestamp=None)  # Binance spot's bookTicker carries no time
+    state.mark_received(3_000, 0)
+    state.set_trade_stats(None, None, timestamp=2_900)  # carried nothing: the statistics stay unknown
+    state.set_funding(None, None, None, None, timestamp=2_900)
+    message = FuturesData.model_validate_json(state.to_json(3_001) or b"")
+    assert (message.ticker.timestamp, message.ticker.received_timestamp) == (2_000, 2_000)
+    assert (message.ticker.stats_timestamp, message.ticker.stats_received_timestamp) == (None, None)
+    assert (message.funding_timestamp, message.funding_received_timestamp) == (None, None)
+    assert message.orderbook is None
+
+
+def test_a_book_that_is_the_quote_gives_the_quote_its_times() -> None:
+    state = MarketState("bybit", "BTC/USDT:USDT", contract_size=1, depth=1)
+    state.mark_received(4_010, 0)
+    state.set_book(book([[100.0, 2.0]], [[101.0, 3.0]], 4_000), top_is_quote=True)
+    state.mark_received(6_010, 0)
+    state.set_funding(0.0001, None, None, None, timestamp=6_000)
+    message = FuturesData.model_validate_json(state.to_json(6_011) or b"")
+    assert (message.ticker.timestamp, message.ticker.received_timestamp) == (4_000, 4_010)
+    assert message.orderbook is not None and message.orderbook.received_timestamp == 4_010
+
+
+def test_a_message_from_an_older_collector_without_part_times_still_validates() -> None:
+    state = MarketState("binance", "BTC/USDT:USDT", contract_size=1, depth=1)
+    state.mark_received(10, 0)
+    state.set_quote(100.0, 101.0, 2.0, 3.0, timestamp=9)
+    state.set_book(book([[100.0, 2.0]], [[101.0, 3.0]], 9))
+    body = orjson.loads(state.to_json(11) or b"")
+    for key in ("funding_timestamp", "funding_received_timestamp"):
+        del body[key]
+    for key in ("timestamp", "received_timestamp", "stats_timestamp", "stats_received_timestamp"):
+        del body["ticker"][key]
+    del body["orderbook"]["received_timestamp"]
+    message = FuturesData.model_validate(body)
+    assert message.ticker.received_timestamp is None and message.funding_timestamp is None

@@ -1,5 +1,6 @@
 """Spread engine and tracker end to end: a price shift on one venue opens an opportunity, the tracker
-records it every 200 ms, the shift ending closes it; restarts resume; stale legs open nothing."""
+records it every 200 ms, the shift ending closes it; restarts resume; stale legs open nothing; a leg whose
+quote stream went quiet is judged by the quote's own age, and an open opportunity with a stale leg closes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from consumers.quotes import quote_from
 from consumers.spread_engine import SpreadEngine
 from consumers.spread_tracker import SpreadTracker
 from consumers.tracks import TrackEntry, TrackStore
@@ -21,10 +23,11 @@ from discovery.output import write_generated
 from main import point_at_simulator
 from models.analytics import OpportunityEvent, SpreadSnapshot
 from models.config import AppConfig
+from models.futures_data import FuturesData
 from models.universe import read_universe
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import Consumer, collector_config, running
+from tests.helpers import Consumer, collector_config, running, valid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,6 +84,23 @@ async def analytics_consumer(broker: Broker, config: AppConfig) -> Consumer:
 def events(consumer: Consumer, kind: str) -> list[OpportunityEvent]:
     return [OpportunityEvent.model_validate(body) for key, body, _ in consumer.messages
             if key.startswith(f"opportunity.{kind}.")]
+
+
+def test_a_quote_carries_its_own_times_and_a_message_from_an_older_collector_falls_back() -> None:
+    message = {
+        "exchange": "binance", "symbol": "1000PEPE/USDT:USDT", "coin": "PEPE", "base_multiplier": 1000,
+        "timestamp": 9_000, "received_timestamp": 9_050, "published_timestamp": 9_060,
+        "ticker": {"bid": 0.01, "ask": 0.0101, "bid_size": 5.0, "ask_size": 6.0, "last": None, "volume_24h": None,
+                   "timestamp": 1_000, "received_timestamp": 1_010},
+        "orderbook": None, "funding_rate": None, "next_funding_time": None, "funding_interval_hours": None,
+        "mark_price": None, "index_price": None,
+    }
+    quote = quote_from(FuturesData.model_validate(message))
+    assert quote is not None and (quote.timestamp, quote.received) == (1_000, 1_010) and not quote.has_depth
+    for key in ("timestamp", "received_timestamp"):
+        del message["ticker"][key]  # type: ignore[attr-defined]
+    older = quote_from(FuturesData.model_validate(message))
+    assert older is not None and (older.timestamp, older.received) == (9_000, 9_050)
 
 
 async def test_a_shift_opens_an_opportunity_the_tracker_records_it_and_its_end_closes_it(
@@ -177,6 +197,74 @@ async def test_stale_legs_do_not_open_opportunities(
     finally:
         await analytics.close()
     assert not events(analytics, "open")
+
+
+async def test_a_silenced_quote_stream_ages_the_quote_and_the_engine_drops_that_leg(
+    simulator: Simulator, broker: Broker, exchange_name: str, setup: AppConfig
+) -> None:
+    """Binance's bookTicker goes quiet while its depth, markPrice and miniTicker streams run on: the messages keep
+    coming with a fresh top-level received_timestamp, but the quote's own receipt time stops, and the engine stops
+    using Binance's legs once that quote is older than max_quote_age_ms."""
+    config = setup
+    max_age = config.spreads.max_quote_age_ms
+    analytics = await analytics_consumer(broker, config)
+    binance = Consumer(broker.url, exchange_name, binding="futures.binance.BTCUSDT")
+    await binance.start()
+    engine = SpreadEngine(config)
+
+    def quote_age(body: dict) -> int:
+        return body["received_timestamp"] - body["ticker"]["received_timestamp"]
+
+    try:
+        async with running(config), service(engine):
+            assert await analytics.wait_until(lambda: any(k.startswith("spread.BTCUSDT.") and "binance" in k
+                                                          for k, _, _ in analytics.messages), timeout=30)
+            silenced_ms = int(time.time() * 1000)
+            await simulator.apply_fault("binance", "silent", stream="bookTicker")
+            skipped = engine.evaluator.counters.skipped_stale
+            # the other streams keep Binance's messages coming until the silenced quote is 3 x max_age old
+            assert await binance.wait_until(
+                lambda: quote_age(binance.messages[-1][1]) > 3 * max_age, timeout=20
+            ), f"quote age stayed {quote_age(binance.messages[-1][1])} ms"
+            assert engine.evaluator.counters.skipped_stale > skipped
+    finally:
+        await analytics.close()
+        await binance.close()
+    last_quote_ms = binance.messages[-1][1]["ticker"]["received_timestamp"]
+    assert last_quote_ms < silenced_ms + 3000  # the quote stopped when its stream did (a loaded box lags)
+    later = [body for _, body, _ in binance.messages if body["received_timestamp"] > last_quote_ms]
+    assert len(later) >= 10 and all(body["ticker"]["received_timestamp"] == last_quote_ms for body in later)
+    assert {valid(body).ticker.timestamp for body in later} == {binance.messages[-1][1]["ticker"]["timestamp"]}
+    snapshots = [SpreadSnapshot.model_validate(body) for key, body, _ in analytics.messages
+                 if key.startswith("spread.BTCUSDT.") and "binance" in key]
+    assert any(snapshot.timestamp > silenced_ms for snapshot in snapshots)  # used until it went stale ...
+    assert all(snapshot.timestamp <= last_quote_ms + max_age for snapshot in snapshots)  # ... and not after
+
+
+async def test_an_open_opportunity_closes_as_stale_when_its_legs_go_quiet(
+    simulator: Simulator, broker: Broker, exchange_name: str, setup: AppConfig
+) -> None:
+    """No message arrives for either leg once both venues fall silent: the engine's sweep closes it."""
+    config = setup
+    # no redial (whose fresh REST snapshot would be an update) while the test waits: nothing arrives at all
+    config.collection = config.collection.model_copy(update={"stale_after_seconds": 60})
+    analytics = await analytics_consumer(broker, config)
+    try:
+        async with running(config), service(SpreadEngine(config)):
+            assert await analytics.wait_until(lambda: any(k.startswith("spread.BTCUSDT.okx.binance")
+                                                          for k, _, _ in analytics.messages), timeout=30)
+            simulator.shift(*SHIFTED, bps=80, seconds=120)  # the spread itself never converges
+            assert await analytics.wait_until(lambda: events(analytics, "open"), timeout=15)
+            await simulator.apply_fault("binance", "silent")
+            await simulator.apply_fault("okx", "silent")
+            assert await analytics.wait_until(lambda: events(analytics, "close"), timeout=10)
+    finally:
+        await analytics.close()
+    opened, closed = events(analytics, "open")[0], events(analytics, "close")[0]
+    assert (closed.opportunity_id, closed.reason) == (opened.opportunity_id, "stale")
+    assert closed.snapshot.net_pct > config.spreads.exit_pct  # not converged: stale
+    newest_leg = max(leg.received_timestamp or 0 for leg in (closed.snapshot.buy, closed.snapshot.sell))
+    assert closed.snapshot.timestamp - newest_leg > config.spreads.max_quote_age_ms
 
 
 async def test_after_a_restart_tracks_past_their_time_limit_close_as_expired(
