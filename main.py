@@ -234,11 +234,17 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
 
     app = FuturesScan(config)
     await app.start()
-    await wait_for_stop_signal()
+    stop_signal = asyncio.create_task(wait_for_stop_signal())
+    refused = asyncio.create_task(app.publisher.wait_refused())
+    await asyncio.wait((stop_signal, refused), return_when=asyncio.FIRST_COMPLETED)
+    stop_signal.cancel()
+    refused.cancel()
     log.info("shutting down")
     await app.stop()
     if simulator is not None:
         await simulator.stop()
+    if app.publisher.refusal is not None:
+        return 2  # like a configuration error: the publisher logged which exchange setting to fix
     log.info("\n%s", app.statistics.render(final=True))
     return 0
 
@@ -263,9 +269,11 @@ async def wait_for_stop_signal() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,30 @@ import time
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.robust_channel import RobustChannel
+from aio_pika.robust_connection import RobustConnection
 
 from control.protocol import ControlError, Reply, parse_request
 from control.service import ControlService
 
 log = logging.getLogger("control")
+
+
+class _ChannelRestoredByItsConnection(RobustChannel):
+    """aio-pika's robust channel reopens itself when it closes, even when it closed because its connection
+    did: on the dead connection that fails and aio-pika logs an ERROR (`ChannelInvalidStateError` or
+    `RuntimeError ... closed` from aio_pika.tools) at every broker restart. The robust connection restores
+    its channels once it has reconnected, so leave that case to it."""
+
+    async def restore(self, channel: object = None) -> None:
+        transport = self._connection.transport
+        if transport is None or transport.connection.is_closed:
+            return
+        await super().restore()
+
+
+class _ControlConnection(RobustConnection):
+    CHANNEL_CLASS = _ChannelRestoredByItsConnection
 
 
 class ControlListener:
@@ -47,8 +66,10 @@ class ControlListener:
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._connection_name}
+            self._url, client_properties={"connection_name": self._connection_name},
+            connection_class=_ControlConnection,
         )
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
         try:
             await self._subscribe(self._connection)
         except BaseException:
@@ -64,6 +85,9 @@ class ControlListener:
         )
         queue = await self._channel.declare_queue(self._queue_name, durable=True)
         await queue.consume(self._on_message)
+
+    def _on_reconnected(self, _connection: AbstractRobustConnection) -> None:
+        log.info("reconnected to RabbitMQ; listening for control commands on queue %s again", self._queue_name)
 
     async def close(self) -> None:
         if self._connection is not None:

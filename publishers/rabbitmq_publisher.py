@@ -18,18 +18,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiormq
-from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
 from pamqp import commands as spec
-from pamqp.exceptions import AMQPPreconditionFailed
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_chain, wait_fixed
 from yarl import URL
 
+from publishers.aiormq_seams import WriterKeepingTransport, broker_reply_text, take_confirms, watch_broker_close
 from publishers.amqp_frames import PublishFrameEncoder
 from publishers.confirm_window import ConfirmWindow
+from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
 from utils.latency import LatencyWindow
 
 log = logging.getLogger("rabbitmq")
@@ -46,15 +47,18 @@ AIORMQ_OUTAGE_REPORTS = (
     "Cancelling cause reader exited abnormally",
 )
 
-
-def _not_an_outage_report(record: logging.LogRecord) -> bool:
-    """aiormq logs each failed dial and each lost connection, with tracebacks; the publisher reports
-    an outage once, itself (one ERROR per outage, not per attempt)."""
-    return not str(record.msg).startswith(AIORMQ_OUTAGE_REPORTS)
+_REPORTS_ITS_OWN_OUTAGES: ContextVar[bool] = ContextVar("rabbitmq_publisher_connection", default=False)
+"""Set in the publisher's connection task; aiormq's tasks for that connection inherit it."""
 
 
-logging.getLogger("aiormq.connection").addFilter(_not_an_outage_report)
+def _not_our_outage_report(record: logging.LogRecord) -> bool:
+    """aiormq logs each failed dial and each lost connection, with tracebacks; for its own connection
+    the publisher reports an outage once, itself (one ERROR per outage, not per attempt). Every other
+    aiormq/aio-pika connection in the process keeps aiormq's reports."""
+    return not (_REPORTS_ITS_OWN_OUTAGES.get() and str(record.msg).startswith(AIORMQ_OUTAGE_REPORTS))
 
+
+logging.getLogger("aiormq.connection").addFilter(_not_our_outage_report)
 
 class Publishable(Protocol):
     """What the publisher needs from an update; the collector's market state provides it."""
@@ -77,37 +81,33 @@ class PublisherStats:
     conflated: int = 0
     expired: int = 0
     reconnects: int = 0
+    """Outages recovered from: a lost connection, or a channel the broker closed."""
     connected: bool = False
+    """False while nothing can be published."""
 
     def as_dict(self) -> dict[str, int | bool]:
         return dict(self.__dict__)
 
 
-class _WriterKeepingTransport(TransportFactory):
-    """aiormq's own TCP/TLS transport, keeping its StreamWriter so publishes skip aiormq's queue."""
-
-    def __init__(self, tls: bool) -> None:
-        self._inner = TLSTransportFactory() if tls else TCPTransportFactory()
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def create(self, url: URL, **kwargs: object) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await self._inner.create(url, **kwargs)
-        self.writer = writer
-        return reader, writer
-
-
 @dataclass
 class _Link:
-    """One live connection: the channel publishes go to and the socket they are written on."""
+    """One open publishing channel and the socket its frames are written on."""
 
-    connection: aiormq.Connection
-    channel: aiormq.Channel
     writer: asyncio.StreamWriter
     encoder: PublishFrameEncoder
+    open: bool = True
+    """False from the moment the broker closes the channel: nothing may be written on it after."""
+    closed: asyncio.Future[str] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """The broker's reason, once the channel is closed."""
 
     @property
     def usable(self) -> bool:
-        return not self.channel.is_closed and not self.writer.transport.is_closing()
+        return self.open and not self.writer.transport.is_closing()
+
+    def mark_closed(self, reason: str) -> None:
+        self.open = False
+        if not self.closed.done():
+            self.closed.set_result(reason)
 
 
 class RabbitMQPublisher:
@@ -122,7 +122,7 @@ class RabbitMQPublisher:
         connection_name: str = "futures-scan publisher",
     ) -> None:
         self._url = url
-        self._safe_url = safe_url or url
+        self._safe_url = safe_url or str(URL(url).with_password("******" if URL(url).password else None))
         self._exchange = exchange
         self._max_age_ms = max_message_age_ms
         self._retry_delays = list(retry_delays)
@@ -136,12 +136,20 @@ class RabbitMQPublisher:
         self._last_sent: dict[str, Publishable] = {}
         """The latest update sent per key, sent again after a reconnect."""
         self._window = ConfirmWindow()
+        self._connection: aiormq.Connection | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        """The connection's socket, where publishes are written."""
         self._link: _Link | None = None
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._outage_started: float | None = None
+        self._failed_attempts = 0
+        """Channels or connections lost in this outage before publishing resumed; sets the backoff."""
+        self._tolerated_mismatch = ""
+        self._refused = asyncio.Event()
+        self.refusal: ExchangeMismatchError | None = None
 
     # --- the feed side: synchronous, never waits ----------------------------------------------
 
@@ -181,11 +189,17 @@ class RabbitMQPublisher:
     async def wait_connected(self) -> None:
         await self._connected.wait()
 
+    async def wait_refused(self) -> ExchangeMismatchError:
+        """Returns once the exchange turned out unusable; the publisher has given up (see ExchangeMismatchError)."""
+        await self._refused.wait()
+        assert self.refusal is not None
+        return self.refusal
+
     async def close(self, flush_timeout: float = 2.0) -> None:
         """Send what is pending and wait for its confirms if the broker is there, then disconnect."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(flush_timeout):
-                while self._connected.is_set() and (self._pending or self._window.in_flight):
+                while (link := self._link) is not None and link.usable and (self._pending or self._window.in_flight):
                     self._flush()
                     await asyncio.sleep(0.01)
         self._closing = True
@@ -196,86 +210,167 @@ class RabbitMQPublisher:
                 await task
         await self._disconnect()
 
-    # --- connection -----------------------------------------------------------------------------
+    # --- connection and channel -----------------------------------------------------------------
 
     async def _keep_connected(self) -> None:
-        while not self._closing:
-            retrying = AsyncRetrying(
-                wait=wait_chain(*(wait_fixed(delay) for delay in self._retry_delays)),
-                retry=retry_if_exception_type((ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)),
-                before_sleep=self._log_failed_attempt,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    self._link = await self._connect()
-            self._on_connected()
-            reason = await self._wait_closed(self._link.connection)
-            self._connected.clear()
-            self.stats.connected = False
-            if not self._closing:
-                self._begin_outage(f"connection lost: {reason}")
-                await self._disconnect()
+        _REPORTS_ITS_OWN_OUTAGES.set(True)
+        try:
+            while not self._closing:
+                await self._connect_with_retries()
+                assert self._connection is not None
+                reason = await self._publish_on(self._connection)
+                self._link = None
+                if not self._closing:
+                    self._report_outage(f"connection lost: {reason}")
+                    await self._disconnect()
+                    await asyncio.sleep(self._next_delay())
+        except ExchangeMismatchError as error:
+            self._link = None
+            log.error("%s", error)
+            self.refusal = error
+            self._refused.set()
+            await self._disconnect()
 
-    async def _connect(self) -> _Link:
-        transport = _WriterKeepingTransport(tls=self._url.startswith("amqps://"))
+    async def _connect_with_retries(self) -> None:
+        retrying = AsyncRetrying(
+            wait=wait_chain(*(wait_fixed(delay) for delay in self._retry_delays)),
+            retry=retry_if_exception_type((ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)),
+            before_sleep=self._log_failed_attempt,
+        )
+        async for attempt in retrying:
+            with attempt:
+                self._connection = await self._connect()
+
+    async def _connect(self) -> aiormq.Connection:
+        transport = WriterKeepingTransport(tls=self._url.startswith("amqps://"))
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
             connection = await aiormq.connect(
                 self._url, client_properties={"connection_name": self._connection_name}, transport_factory=transport
             )
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                channel = await self._open_channel(connection)
-        except BaseException:
-            await connection.close()
-            raise
         assert transport.writer is not None
-        encoder = PublishFrameEncoder(channel.number, self._exchange, connection.connection_tune.frame_max)
-        return _Link(connection, channel, transport.writer, encoder)
+        self._writer = transport.writer
+        return connection
 
-    async def _open_channel(self, connection: aiormq.Connection) -> aiormq.Channel:
+    async def _publish_on(self, connection: aiormq.Connection) -> str:
+        """Keep a publishing channel open on this connection, reopening it (same connection) when the
+        broker closes it; returns why the connection closed."""
+        connection_closed = asyncio.ensure_future(self._wait_closed(connection))
+        try:
+            while True:
+                try:
+                    link = await self._open_link(connection)
+                except aiormq.exceptions.AMQPChannelError as error:
+                    if connection_closed.done():
+                        return connection_closed.result()
+                    reason = broker_reply_text(error)
+                else:
+                    self._on_link_up(link)
+                    await asyncio.wait((link.closed, connection_closed), return_when=asyncio.FIRST_COMPLETED)
+                    link.open = False
+                    self._link = None
+                    if connection_closed.done():
+                        return connection_closed.result()
+                    reason = link.closed.result()
+                self._report_outage(f"channel closed by the broker: {reason}")
+                await asyncio.wait((connection_closed,), timeout=self._next_delay())
+                if connection_closed.done():
+                    return connection_closed.result()
+        except ExchangeMismatchError:
+            raise
+        except Exception as error:
+            if connection_closed.done():
+                return connection_closed.result()
+            return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        finally:
+            connection_closed.cancel()
+
+    async def _open_link(self, connection: aiormq.Connection) -> _Link:
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            channel = await self._declared_channel(connection)
+            # Confirms are tracked here, per window, not per message as aiormq would: put the channel in
+            # confirm mode ourselves and take the broker's acks where aiormq's channel reader hands them over.
+            await channel.rpc(spec.Confirm.Select())
+        assert self._writer is not None
+        encoder = PublishFrameEncoder(channel.number, self._exchange, connection.connection_tune.frame_max)
+        link = _Link(self._writer, encoder)
+        take_confirms(channel, self._on_confirm)
+        watch_broker_close(channel, link.mark_closed)
+        channel.closing.add_done_callback(lambda closing: link.mark_closed(_closed_reason(closing)))
+        return link
+
+    async def _declared_channel(self, connection: aiormq.Connection) -> aiormq.abc.AbstractChannel:
+        """A channel on which the exchange exists: declared as a durable topic exchange, or, when it
+        exists with settings that only change its lifetime, taken as it is."""
         channel = await connection.channel(publisher_confirms=False)
         try:
             await channel.exchange_declare(exchange=self._exchange, exchange_type="topic", durable=True)
-        except AMQPPreconditionFailed as error:
-            log.warning("exchange %s exists with other settings (%s); publishing to it as it is", self._exchange, error)
-            channel = await connection.channel(publisher_confirms=False)
-            await channel.exchange_declare(exchange=self._exchange, passive=True)
-        # Confirms are tracked here, per window, not per message as aiormq would: put the channel in
-        # confirm mode ourselves and take the broker's acks where aiormq's channel reader hands them over.
-        await channel.rpc(spec.Confirm.Select())
-        channel._on_confirm_frame = self._on_confirm  # type: ignore[method-assign]
-        self._window.reset()
+        except aiormq.exceptions.ChannelPreconditionFailed as error:
+            self._accept_existing_exchange(broker_reply_text(error))  # or raise ExchangeMismatchError
+        else:
+            return channel
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.exchange_declare(exchange=self._exchange, passive=True)
         return channel
 
-    def _on_connected(self) -> None:
-        if self._outage_started is not None:
-            # Whatever was in flight when the connection broke may be lost: send every key's latest state.
-            for key, update in self._last_sent.items():
-                self._pending.setdefault(key, update)
-            log.info(
-                "RabbitMQ connection restored after %.1f s; publishing resumes with the latest of %d keys",
-                time.monotonic() - self._outage_started,
-                len(self._pending),
+    def _accept_existing_exchange(self, mismatch: str) -> None:
+        check_existing_exchange(self._exchange, mismatch)
+        if mismatch != self._tolerated_mismatch:
+            self._tolerated_mismatch = mismatch
+            log.warning(
+                "RabbitMQ exchange '%s' exists with other settings than the durable topic exchange the collector "
+                "declares (%s); publishing to it as it is", self._exchange, mismatch,
             )
-            self.stats.reconnects += 1
-        else:
+
+    def _on_link_up(self, link: _Link) -> None:
+        self._link = link
+        self._window.reset()
+        if self._outage_started is None:
             log.info("connected to RabbitMQ at %s, exchange %s (topic)", self._safe_url, self._exchange)
+            self._publishing()
+            return
+        # Whatever was in flight when the link broke may be lost: send every key's latest state. The
+        # outage is over once the broker confirms a publish (a refused one closes the channel again).
+        for key, update in self._last_sent.items():
+            self._pending.setdefault(key, update)
+        self._flush()
+        if not self._window.in_flight:
+            self._end_outage()
+
+    def _end_outage(self) -> None:
+        assert self._outage_started is not None
+        log.info(
+            "RabbitMQ publishing restored after %.1f s; the latest update of every key is sent again",
+            time.monotonic() - self._outage_started,
+        )
         self._outage_started = None
+        self.stats.reconnects += 1
+        self._publishing()
+
+    def _publishing(self) -> None:
+        self._failed_attempts = 0
         self.stats.connected = True
         self._connected.set()
         self._wake.set()
 
+    def _next_delay(self) -> float:
+        """No wait before the first retry of an outage; then the configured backoff."""
+        attempt, self._failed_attempts = self._failed_attempts, self._failed_attempts + 1
+        return 0.0 if attempt == 0 else self._retry_delays[min(attempt - 1, len(self._retry_delays) - 1)]
+
     def _log_failed_attempt(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome is not None else None
         reason = f"{type(error).__name__}: {error}" if error else "unknown error"
-        if self._outage_started is None:
-            self._begin_outage(f"cannot connect to {self._safe_url}: {reason}")
-        else:
-            log.debug("RabbitMQ still unreachable: %s", reason)
+        self._report_outage(f"cannot connect to {self._safe_url}: {reason}")
 
-    def _begin_outage(self, reason: str) -> None:
-        self._outage_started = time.monotonic()
-        log.error("RabbitMQ %s; keeping the latest update per routing key and retrying", reason)
+    def _report_outage(self, reason: str) -> None:
+        """One ERROR when publishing stops; retries of the same outage only at DEBUG."""
+        self._connected.clear()
+        self.stats.connected = False
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            log.error("RabbitMQ %s; keeping the latest update per routing key and retrying", reason)
+        else:
+            log.debug("RabbitMQ still unavailable: %s", reason)
 
     @staticmethod
     async def _wait_closed(connection: aiormq.Connection) -> str:
@@ -288,10 +383,11 @@ class RabbitMQPublisher:
         return "closed"
 
     async def _disconnect(self) -> None:
-        link, self._link = self._link, None
-        if link is not None and not link.connection.is_closed:
+        connection, self._connection = self._connection, None
+        self._link = None
+        if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(link.connection.close(), timeout=2)
+                await asyncio.wait_for(connection.close(), timeout=2)
 
     async def _on_confirm(self, frame: spec.Basic.Ack | spec.Basic.Nack) -> None:
         settled = self._window.confirm(frame.delivery_tag, frame.multiple)
@@ -300,6 +396,8 @@ class RabbitMQPublisher:
             log.warning("the broker refused %d message(s) (nack up to tag %d)", settled, frame.delivery_tag)
         else:
             self.stats.published += settled
+            if self._outage_started is not None:
+                self._end_outage()
         if self._pending:
             self._wake.set()
 
@@ -351,3 +449,10 @@ class RabbitMQPublisher:
             return list(pending.values())
         keys = list(pending)[:size]
         return [pending.pop(key) for key in keys]
+
+
+def _closed_reason(closing: asyncio.Future[object]) -> str:
+    if closing.cancelled():
+        return "channel closed"
+    error = closing.exception()
+    return broker_reply_text(error) if error is not None else "channel closed"

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import inspect
 import io
 import logging
+import socket
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
+import aiormq
 import pytest
 from pamqp import commands, frame
 from pamqp.header import ContentHeader
 
+from publishers.aiormq_seams import PINNED_AIORMQ_VERSION
 from publishers.amqp_frames import PublishFrameEncoder
 from publishers.confirm_window import ConfirmWindow
-from publishers.rabbitmq_publisher import RabbitMQPublisher
 from tests.broker import Broker
 from tests.helpers import Consumer
+from tests.publisher_helpers import Update, start_publisher
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@dataclass
-class Update:
-    routing_key: str
-    value: int
-    received_ms: int = 0
-    received_ns: int = 0
-
-    def __post_init__(self) -> None:
-        self.received_ms = self.received_ms or time.time_ns() // 1_000_000
-        self.received_ns = time.perf_counter_ns()
-
-    def to_json(self, published_ms: int) -> bytes:
-        return orjson.dumps({"value": self.value, "published": published_ms})
 
 
 def unmarshal_all(data: bytes) -> list[object]:
@@ -66,14 +54,8 @@ def test_hand_encoded_frames_are_what_pamqp_reads(body_size: int) -> None:
     assert all(len(part.value) <= 4096 - 8 for part in bodies)
 
 
-async def _publisher(url: str, exchange: str, **kwargs: object) -> RabbitMQPublisher:
-    publisher = RabbitMQPublisher(url, exchange, **{"max_message_age_ms": 5000, "retry_delays": [0.2], **kwargs})
-    await publisher.start()
-    return publisher
-
-
 async def test_latest_update_per_key_wins(broker: Broker, exchange_name: str, consumer: Consumer) -> None:
-    publisher = await _publisher(broker.url, exchange_name)
+    publisher = await start_publisher(broker.url, exchange_name)
     try:
         await publisher.wait_connected()
         for value in range(100):  # no await in between: the flush cannot run, updates conflate
@@ -92,7 +74,7 @@ async def test_latest_update_per_key_wins(broker: Broker, exchange_name: str, co
 async def test_updates_older_than_the_max_age_are_dropped(
     broker: Broker, exchange_name: str, consumer: Consumer
 ) -> None:
-    publisher = await _publisher(broker.url, exchange_name, max_message_age_ms=1000)
+    publisher = await start_publisher(broker.url, exchange_name, max_message_age_ms=1000)
     try:
         await publisher.wait_connected()
         publisher.submit(Update("futures.test.OLD", 1, received_ms=time.time_ns() // 1_000_000 - 1500))
@@ -113,7 +95,7 @@ async def test_broker_outage_keeps_latest_per_key_logs_once_and_resumes(
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
     await proxy.up()
     netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
-    publisher = await _publisher(
+    publisher = await start_publisher(
         urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), exchange_name, max_message_age_ms=2000
     )
     try:
@@ -165,3 +147,46 @@ def test_confirm_window_counts_single_multiple_and_out_of_order_acks() -> None:
     window.sent(2)
     assert window.confirm(2, multiple=False) == 1 and window.confirm(1, multiple=False) == 1
     assert window.in_flight == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_aiormq_outage_reports_are_hidden_only_for_the_publishers_own_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The publisher reports its own outages once; another connection in the process (a consumer, the
+    control listener) keeps aiormq's report of its failure."""
+    caplog.set_level(logging.DEBUG)
+    nobody_listens = f"amqp://guest:guest@127.0.0.1:{_free_port()}/"
+    publisher = await start_publisher(nobody_listens, "futures_data_unreachable", retry_delays=[0.05])
+
+    def still_unavailable() -> int:
+        return sum("still unavailable" in r.getMessage() for r in caplog.records if r.name == "rabbitmq")
+
+    try:
+        deadline = time.monotonic() + 10
+        while still_unavailable() < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert still_unavailable() >= 3, "the publisher did not retry"
+        with pytest.raises(ConnectionError):
+            await aiormq.connect(nobody_listens)
+    finally:
+        await publisher.close()
+    reports = [
+        r for r in caplog.records
+        if r.name == "aiormq.connection" and r.getMessage().startswith("error when creating transport")
+    ]
+    assert len(reports) == 1, [r.getMessage() for r in reports]
+    errors = [r.getMessage() for r in caplog.records if r.name == "rabbitmq" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "cannot connect" in errors[0], errors
+
+
+def test_aiormq_is_the_version_the_channel_seams_were_written_for() -> None:
+    """publishers/aiormq_seams.py replaces methods of aiormq's Channel: another aiormq needs a new look."""
+    assert importlib.metadata.version("aiormq") == PINNED_AIORMQ_VERSION
+    for method in ("_on_confirm_frame", "_on_close_frame"):
+        assert inspect.iscoroutinefunction(getattr(aiormq.Channel, method))
