@@ -12,11 +12,21 @@ would otherwise escape into asyncio and stop the connection's receive loop for g
 
 The third hook hears ccxt give up on one symbol while its socket stays open: on a sequence gap or a
 checksum mismatch ccxt rejects that symbol's waiters, forgets its book, and leaves the symbol dead
-until someone calls `watch_*` again, which a collector that subscribed once never would.
+until someone calls `watch_*` again, which a collector that subscribed once never would. ccxt's bitget
+only rejects after an unsubscribe round trip, with the mismatching diff already applied to the book;
+the rejection is made at once instead, so nothing can publish that book in the meantime.
+
+The fourth hook hears a connection end (closed by the venue, failed, torn down), the moment the books it
+fed stop being the venue's: ccxt keeps their old levels until a new snapshot arrives.
+
+Continuity checks of our own (venues whose sequence numbers ccxt ignores) see the frame ccxt's order-book
+handler was last given (`book_frame`) and, for venues whose deltas ccxt applies through `handle_book_delta`,
+the last delta applied to each book (`last_delta`), whether live or replayed after a REST snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +45,11 @@ BadFrameHandler = Callable[[Any, BaseException], None]
 DesyncHandler = Callable[[BaseException, Any], None]
 """handler(error, client) for one message hash whose stream ccxt gave up on."""
 
+LossListener = Callable[[Any], None]
+"""listener(client) for a connection that ended."""
+
+LAST_DELTA = "futures_scan_last_delta"
+
 log = logging.getLogger("ccxt_bridge")
 
 
@@ -47,6 +62,8 @@ class StreamingMixin:
     frames_received: int
     receipt_ms: int
     receipt_ns: int
+    book_frame: Any
+    """The frame ccxt's order-book handler was last given."""
 
     def init_streaming(self, on_bad_frame: BadFrameHandler) -> None:
         self.routes = {}
@@ -55,6 +72,26 @@ class StreamingMixin:
         self.frames_received = 0
         self.receipt_ms = 0
         self.receipt_ns = 0
+        self.book_frame = None
+
+    def handle_order_book(self, client: Any, message: Any) -> Any:
+        self.book_frame = message
+        return super().handle_order_book(client, message)  # type: ignore[misc]
+
+    def handle_book_delta(self, orderbook: Any, delta: Any) -> Any:
+        """ccxt's gate, kucoin and mexc apply each delta here, live or replayed from the cache after a REST
+        snapshot (or skip it when it is older than the book); the book remembers the last one it was given."""
+        applied = super().handle_book_delta(orderbook, delta)  # type: ignore[misc]
+        setattr(orderbook, LAST_DELTA, delta)
+        return applied
+
+    def handle_check_sum_error(self, client: Any, symbol: str, message_hash: str) -> Any:
+        """ccxt's bitget spawns this on a checksum mismatch, having applied the diff to the book, and would
+        unsubscribe and wait for the venue's answer before rejecting; the collector redials instead, which
+        resubscribes from a snapshot. So reject now, and skip the unsubscribe (it would race the redial)."""
+        error = ccxt.ChecksumError(f"{self.id} {self.orderbook_checksum_message(symbol)}")  # type: ignore[attr-defined]
+        client.reject(error, message_hash)
+        return asyncio.sleep(0)
 
     def client(self, url: str) -> Any:
         client = super().client(url)  # type: ignore[misc]
@@ -67,6 +104,8 @@ class StreamingMixin:
         ccxt_resolve = client.resolve
         ccxt_reject = client.reject
         ccxt_handle_message = client.handle_message
+        ccxt_on_error, ccxt_on_close = client.on_error, client.on_close
+        loss_listeners: list[LossListener] = []
 
         def resolve(result: Any, message_hash: str) -> Any:
             route = routes.get(message_hash)
@@ -94,9 +133,26 @@ class StreamingMixin:
             except Exception as error:
                 self.on_bad_frame(message, error)
 
+        def ended() -> None:
+            listeners = list(loss_listeners)
+            loss_listeners.clear()
+            for listener in listeners:
+                listener(client)
+
+        def on_error(error: Any) -> None:
+            ccxt_on_error(error)
+            ended()
+
+        def on_close(code: Any) -> None:
+            ccxt_on_close(code)
+            ended()
+
         client.resolve = resolve
         client.reject = reject
         client.handle_message = handle_message
+        client.on_error = on_error
+        client.on_close = on_close
+        client.futures_scan_loss_listeners = loss_listeners
         client.futures_scan_hooked = True
 
 
@@ -126,6 +182,19 @@ def create_exchange(ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrame
 def client_is_alive(exchange: Any, client: Any) -> bool:
     """The client is still the exchange's connection for its URL and its socket is open."""
     return exchange.clients.get(client.url) is client and not client.closed()
+
+
+def on_connection_end(client: Any, listener: LossListener) -> None:
+    """Call `listener(client)` once, when the connection ends (at once if it already has)."""
+    if client.error is not None or client.closed():
+        listener(client)
+    else:
+        client.futures_scan_loss_listeners.append(listener)
+
+
+def last_delta(book: Any) -> Any:
+    """The last delta ccxt's `handle_book_delta` was given for this book (None if none yet); see the hook."""
+    return getattr(book, LAST_DELTA, None)
 
 
 def fail_client(client: Any, error: Exception) -> None:

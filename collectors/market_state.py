@@ -164,6 +164,12 @@ class MarketState:
         self._stamp(book.get("timestamp"))
         return self.ready
 
+    def drop_book(self) -> None:
+        """The book stream can no longer vouch for the book ccxt keeps (it may hold a diff ccxt then rejected, or
+        levels from before a reconnect): messages carry no book until the stream delivers one again."""
+        self._book = None
+        self._book_crossed = False
+
     def set_funding(
         self,
         funding_rate: float | None,

@@ -6,6 +6,12 @@ quiet (ccxt issues #23932, #25092), which only a watchdog on the age of the last
 
 A supervisor owns one batch of symbols for one stream kind. Symbols can leave the batch while it
 runs (`detach`); they stop being processed at once and are unsubscribed where the venue allows it.
+
+A book stream's states hold ccxt's book by reference, and ccxt edits it in place: it applies a diff before
+finding out it doesn't chain, and keeps the old levels across a reconnect until the new snapshot arrives.
+So the states drop their book whenever the stream stops being trusted (its connection ends, a gap is found,
+it resubscribes) and take one again only from the stream's own route: messages carry `orderbook: null`
+in between.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from tenacity import (
     wait_fixed,
 )
 
-from collectors.ccxt_bridge import DesyncHandler, client_is_alive, fail_client
+from collectors.ccxt_bridge import DesyncHandler, client_is_alive, fail_client, on_connection_end
 from collectors.market_state import MarketState
 from collectors.venues.base import StreamSpec
 from models.config import CollectionConfig
@@ -141,6 +147,7 @@ class StreamSupervisor:
         self.clients.clear()
         self.last_data = 0.0
         self.subscribed = list(self.states)
+        self._distrust_books()
         if not self.subscribed:
             return
         try:
@@ -178,11 +185,13 @@ class StreamSupervisor:
         check = self.spec.check
 
         def route(parsed: Any, client: Any) -> None:
-            if check is not None and (reason := check(state, parsed)) is not None:
-                self.log.warning("%s %s: %s; redialing", self.name, state.symbol, reason)
-                fail_client(client, ccxt.NetworkError(f"{exchange.id} {self.name}: {reason}"))
+            if client.error is not None:  # a connection being torn down: what it still hands over isn't trusted
                 return
-            clients.add(client)
+            if check is not None and (reason := check(state, parsed, exchange.book_frame)) is not None:
+                self._out_of_sync(state.symbol, reason, client)
+                return
+            if client not in clients:
+                self._adopt(client)
             self.last_data = time.monotonic()
             state.mark_received(exchange.receipt_ms, exchange.receipt_ns)
             if apply(state, parsed):
@@ -193,6 +202,24 @@ class StreamSupervisor:
 
         return route
 
+    def _adopt(self, client: Any) -> None:
+        """A connection delivered this stream's data: when it ends, the books it fed are no longer the venue's."""
+        self.clients.add(client)
+        on_connection_end(client, self._on_connection_end)
+
+    def _on_connection_end(self, client: Any) -> None:
+        if client in self.clients:  # not a connection an earlier session used
+            self._distrust_books()
+
+    def _distrust_books(self) -> None:
+        """Until the stream delivers again, its states publish no book and its continuity check starts over."""
+        check = self.spec.check
+        for symbol, state in self.states.items():
+            if self.spec.carries_book:
+                state.drop_book()
+            if check is not None:
+                check.restart(symbol)
+
     def _on_desync(self, symbol: str) -> DesyncHandler:
         """ccxt dropped `symbol` from a live session (e.g. a sequence gap in its book): redial, as for a
         failed `check`, so the whole batch resubscribes from fresh snapshots. While the first subscribe is
@@ -201,11 +228,16 @@ class StreamSupervisor:
         def on_desync(error: BaseException, client: Any) -> None:
             if not self.clients:
                 return
-            reason = f"{symbol} out of sync ({_describe(error)})"
-            self.log.warning("%s %s; redialing", self.name, reason)
-            fail_client(client, ccxt.NetworkError(f"{self.exchange.id} {self.name}: {reason}"))
+            self._out_of_sync(symbol, _describe(error), client)
 
         return on_desync
+
+    def _out_of_sync(self, symbol: str, reason: str, client: Any) -> None:
+        """Redial the connection: every book on it starts again from a fresh snapshot."""
+        reason = f"{symbol} out of sync ({reason})"
+        self.log.warning("%s %s; redialing", self.name, reason)
+        self._distrust_books()
+        fail_client(client, ccxt.NetworkError(f"{self.exchange.id} {self.name}: {reason}"))
 
 
 def _describe(error: BaseException | None) -> str:

@@ -23,8 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ),
         epilog=(
             "Fault switches: POST /admin/fault with JSON {\"exchange\": \"binance\", \"fault\": F} where F is one of "
-            f"{', '.join(FAULTS)} (optional \"count\" for malformed/crossed, \"seconds\" for outage, \"stream\" "
-            "for silent/resume: one stream, e.g. Binance's bookTicker). "
+            f"{', '.join(FAULTS)} (optional \"count\" for malformed/crossed/gap, \"seconds\" for outage, "
+            "\"market\" and \"symbol\" for gap, \"stream\" for silent/resume: one stream, e.g. Binance's "
+            "bookTicker). "
             "GET /admin/state shows what each venue currently sends."
         ),
     )

@@ -415,7 +415,8 @@ class BinanceMarketSimulator(VenueSimulator):
         update_id = max(book.update_id, stream.previous_update_id)
         frame = self._depth_frame(book, stream, update_id, bids, asks, now)
         stream.previous_update_id = update_id
-        await self.publish(stream.topic, frame)
+        if not self.withhold_diff(book):
+            await self.publish(stream.topic, frame)
 
     # --- REST -------------------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ contract/websocket/public/Tickers-Channel and Order-Book-Channel) and public cap
   once per argument (`{"event":"subscribe","arg":...}`); unknown channels answer 30016, unknown instruments
   30001. The text `ping` is answered with the text `pong`, even while the venue is silent.
 * `ticker` pushes the whole ticker (bid/ask/sizes, last, 24 h stats, mark, index, funding) every 200 ms.
-* `books` sends a snapshot, then updates with the changed levels (size "0" removes one), `seq`/`pseq` and a
-  CRC32 checksum over the top 25 levels (bid1:ask1:bid2:ask2..., each `price:size` as printed), signed 32 bit.
-  `books1`/`books5`/`books15` send a snapshot of their depth at each push (when the book moved), checksum 0.
-  Recent captures of the real v2 socket show `seq`/`pseq` and no checksum key; the documented CRC32 is sent here
-  so ccxt's verification (it checks whenever a checksum is present) runs on every update.
+* `books` sends a snapshot, then updates with the changed levels (size "0" removes one), `seq` (rising with
+  every push, not one by one) and a CRC32 `checksum` over the top 25 levels (bid1:ask1:bid2:ask2..., each
+  `price:size` as printed), signed 32 bit: the fields of Bitget's v2 docs (asks, bids, checksum, seq, ts; `pseq`,
+  the previous push's seq, belongs to the v3/UTA frames). `books1`/`books5`/`books15` send a snapshot of their
+  depth at each push (when the book moved), checksum 0.
 * Sizes are coins (ccxt gives every Bitget contract a contractSize of 1).
 
 The book window is the simulator's 50 levels per side (the real `books` snapshot holds up to 500).
@@ -236,7 +236,7 @@ class BitgetSimulator(VenueSimulator):
             self.book_streams[topic] = stream
         self.subscribe(session, topic)
         checksum = _checksum(book, stream.bids, stream.asks) if stream.channel.incremental else 0
-        snapshot = _book_frame(stream, "snapshot", stream.bids.items(), stream.asks.items(), checksum, pseq=0)
+        snapshot = _book_frame(stream, "snapshot", stream.bids.items(), stream.asks.items(), checksum)
         await self.send_data(session, snapshot)
 
     # --- the feed -------------------------------------------------------------------------------
@@ -284,9 +284,13 @@ class BitgetSimulator(VenueSimulator):
             if not (bid_changes or ask_changes):
                 stream.seq, stream.pushed_update_id, stream.force = previous_seq, book.update_id, False
                 return
-            frame = _book_frame(stream, "update", bid_changes, ask_changes, _checksum(book, bids, asks), previous_seq)
+            frame = _book_frame(stream, "update", bid_changes, ask_changes, _checksum(book, bids, asks))
+            if self.withhold_diff(book):
+                stream.pushed_update_id, stream.force = book.update_id, crossed
+                stream.bids, stream.asks = bids, asks
+                return
         else:
-            frame = _book_frame(stream, "snapshot", bids.items(), asks.items(), 0, previous_seq)
+            frame = _book_frame(stream, "snapshot", bids.items(), asks.items(), 0)
         garbled = await self.publish_data(stream.topic, frame)
         stream.pushed_update_id, stream.force = book.update_id, crossed or garbled
         if garbled and stream.channel.incremental:
@@ -411,7 +415,6 @@ def _book_frame(
     bids: Iterable[tuple[int, int]],
     asks: Iterable[tuple[int, int]],
     checksum: int,
-    pseq: int,
 ) -> dict[str, Any]:
     book = stream.book
     return {
@@ -423,7 +426,6 @@ def _book_frame(
                 "bids": _wire_levels(book, bids, descending=True),
                 "checksum": checksum,
                 "seq": stream.seq,
-                "pseq": pseq,
                 "ts": str(book.timestamp_ms),
             }
         ],

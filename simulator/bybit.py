@@ -340,6 +340,8 @@ class BybitMarketSimulator(VenueSimulator):
         stream.bids, stream.asks = bids, asks
         stream.update_id += 1
         stream.pushed_book_update, stream.pushed_at, stream.force = book.update_id, now, crossed
+        if kind == "delta" and self.withhold_diff(book):
+            return
         stream.resync = await self.publish_data(stream.topic, _book_frame(stream, kind, bid_changes, ask_changes))
 
     # --- ticker fields --------------------------------------------------------------------------
@@ -382,6 +384,7 @@ class BybitSpotSimulator(BybitMarketSimulator):
     """Bybit spot (/v5/public/spot, category=spot): hosted by BybitSimulator under the same prefix and faults."""
 
     name = "bybit.spot"
+    market = "spot"
     category = "spot"
     book_push_interval_ms = SPOT_BOOK_PUSH_INTERVAL_MS
     max_topics_per_request = SPOT_MAX_TOPICS_PER_REQUEST

@@ -408,6 +408,8 @@ class GateioSimulator(VenueSimulator):
         stream.changed_bids.clear()
         stream.changed_asks.clear()
         first_id, stream.previous_id = stream.previous_id + 1, book.update_id
+        if self.withhold_diff(book):
+            return
         for decimal in (True, False):
             topic = _topic(stream.key, decimal)
             if not self.has_subscribers(topic):

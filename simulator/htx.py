@@ -436,6 +436,10 @@ class HtxSimulator(VenueSimulator):
         else:
             kind, bid_changes, ask_changes = "update", diff_levels(stream.bids, bids), diff_levels(stream.asks, asks)
         stream.version += 1
+        if kind == "update" and self.withhold_diff(book):
+            stream.bids, stream.asks = bids, asks
+            stream.pushed_update, stream.force = book.update_id, crossed
+            return
         garbled = await self._publish(stream.key, _book_frame(stream, kind, bid_changes, ask_changes))
         stream.bids, stream.asks = bids, asks
         stream.pushed_update, stream.force = book.update_id, crossed

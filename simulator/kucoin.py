@@ -528,6 +528,8 @@ class KucoinSimulator(VenueSimulator):
     async def _publish_level2(self, feed: Feed, ticks: int, side: str, size: int) -> None:
         feed.sequence += 1
         topic, book = feed.topics[LEVEL2], feed.book
+        if self.has_subscribers(topic) and self.withhold_diff(book):
+            return
         change = {"sequence": feed.sequence, "change": f"{_price_text(book, ticks)},{side},{size}",
                   "timestamp": book.timestamp_ms}
         await self.publish(topic, _message(topic, "level2", feed.sequence, change))

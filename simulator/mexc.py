@@ -5,9 +5,10 @@ Futures (https://www.mexc.com/api-docs/futures/, REST under /api/v1/contract, We
 * `GET /api/v1/contract/detail` lists contracts with `contractSize`, `priceUnit` and `volUnit`; JSON numbers.
 * `sub.ticker` pushes `push.ticker` about once a second (last, fair = mark, index, funding rate, volume in
   contracts); `sub.funding.rate` pushes `push.funding.rate` (`rate`, `nextSettleTime`) once on subscribe and
-  then only when either changes; `sub.depth` pushes merged deltas (`begin`, `end`, `version` = `end`) every
-  200 ms while the book moves, with levels `[price, contracts, orders]` and `[price, 0, 0]` for a removal.
-  There is no snapshot on subscribe: clients seed from `GET /api/v1/contract/depth/{symbol}` (`version`).
+  then only when either changes; `sub.depth` pushes merged deltas (`asks`, `bids`, `version`, `cts`: the
+  fields MEXC documents) every 200 ms while the book moves, with levels `[price, contracts, orders]` and
+  `[price, 0, 0]` for a removal; `version` goes up by one per push, as MEXC's rule (re-initialize otherwise)
+  expects. There is no snapshot on subscribe: clients seed from `GET /api/v1/contract/depth/{symbol}` (`version`).
 * Acks are `{"channel":"rs.sub.depth","data":"success"}`, unknown contracts get `rs.error`,
   `{"method":"ping"}` is answered with `{"channel":"pong","data":ms}`.
 
@@ -167,8 +168,8 @@ class FuturesDepthStream:
     book: SimulatedBook
     bids: Levels
     asks: Levels
-    end: int
-    """`version` of the last frame sent; the next frame's `begin` is end + 1."""
+    version: int
+    """`version` of the last frame sent; the next frame's is one more."""
     pushed_update: int
     due_at: int
     force: bool = False
@@ -215,8 +216,8 @@ class MexcSimulator(VenueSimulator):
             for listing in self.listings.values()
         }
         self.spot_by_key = {key: self.spot[listing.spot_id][1] for key, listing in self.listings.items()}
-        self.extra_versions: dict[str, int] = dict.fromkeys(self.futures, 0)
-        """Versions for frames that are not book steps (an injected crossed level and its removal)."""
+        self.depth_versions = {futures_id: book.update_id for futures_id, (_, book) in self.futures.items()}
+        """Each contract's depth `version`: the last push's (one up per push), what a REST snapshot carries."""
         self.futures_tapes = {
             futures_id: _tape(book, listing.contracts(book.instrument.lot_size * DAY_VOLUME_IN_LOTS))
             for futures_id, (listing, book) in self.futures.items()
@@ -283,7 +284,7 @@ class MexcSimulator(VenueSimulator):
     # --- what the venue shows -------------------------------------------------------------------
 
     def futures_version(self, futures_id: str) -> int:
-        return self.futures[futures_id][1].update_id + self.extra_versions[futures_id]
+        return self.depth_versions[futures_id]
 
     def state(self) -> dict[str, Any]:
         """Futures sizes in coins (printed contracts x contract size) besides the contracts printed."""
@@ -354,7 +355,7 @@ class MexcSimulator(VenueSimulator):
         limit = _int(request.query.get("limit"), 1_000)
         stream = self.depth_streams.get(futures_id)
         if stream is not None:
-            bids, asks, version = stream.bids, stream.asks, stream.end
+            bids, asks, version = stream.bids, stream.asks, stream.version
         else:
             bids, asks = _contract_view(listing, book.bids()), _contract_view(listing, book.asks())
             version = self.futures_version(futures_id)
@@ -643,22 +644,19 @@ class MexcSimulator(VenueSimulator):
         if not bid_changes and not ask_changes:
             stream.pushed_update, stream.force = book.update_id, False
             return
-        if book.update_id == stream.pushed_update:
-            self.extra_versions[futures_id] += 1  # the crossed level (or its removal) is a version of its own
-        version = self.futures_version(futures_id)
+        version = stream.version + 1
         data = {
             "cts": book.timestamp_ms,
             "asks": [_depth_entry(listing, ticks, contracts) for ticks, contracts in ask_changes],
             "bids": [_depth_entry(listing, ticks, contracts) for ticks, contracts in bid_changes],
-            "end": version,
-            "begin": stream.end + 1,
             "version": version,
         }
         frame = {"symbol": futures_id, "data": data, "channel": "push.depth", "ts": now}
-        if await self.publish_data(f"depth@{futures_id}", frame):
+        if not self.withhold_diff(book) and await self.publish_data(f"depth@{futures_id}", frame):
             stream.force = True  # nobody could read it: the next frame carries these changes again
             return
-        stream.bids, stream.asks, stream.end = bids, asks, version
+        stream.bids, stream.asks, stream.version = bids, asks, version
+        self.depth_versions[futures_id] = version
         stream.pushed_update, stream.force = book.update_id, crossed
 
     def _ticker_frame(self, futures_id: str, now: int) -> dict[str, Any]:
@@ -771,7 +769,7 @@ class MexcSimulator(VenueSimulator):
         _add_spot_levels(depths.asks, listing, diff_levels(stream.asks, asks))
         depths.eventType = topic.rpartition("@")[0]
         depths.fromVersion, depths.toVersion = str(stream.to_version + 1), str(book.update_id)
-        if not await self.publish_binary(topic, message.SerializeToString()):
+        if self.withhold_diff(book, "spot") or not await self.publish_binary(topic, message.SerializeToString()):
             stream.bids, stream.asks, stream.to_version = bids, asks, book.update_id
 
     async def _push_spot_deals(self, topic: str, stream: SpotDealsStream, now: int) -> None:

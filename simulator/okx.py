@@ -410,6 +410,8 @@ class OkxSimulator(VenueSimulator):
             frame = self._books_frame(feed, "snapshot", bids.items(), asks.items(), -1, ts)
         else:
             frame = self._books_frame(feed, "update", _changes(old_bids, bids), _changes(old_asks, asks), previous, ts)
+            if self.withhold_diff(listing.book, "futures" if listing.is_swap else "spot"):
+                return
         feed.resync = await self.publish_data(feed.topic, frame)
 
     async def _push_top(self, feed: Feed, now: int) -> None:

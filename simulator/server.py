@@ -16,17 +16,20 @@ from aiohttp import web
 
 from simulator.book import ReferenceMarket, SimulatedBook
 from simulator.instruments import INSTRUMENTS
-from simulator.venue import VenueSimulator
+from simulator.venue import Gap, VenueSimulator
 
 log = logging.getLogger("simulator")
 
 DEFAULT_PORT = 8765
-FAULTS = ("drop", "outage", "stall", "silent", "resume", "freeze", "unfreeze", "malformed", "crossed")
+FAULTS = ("drop", "outage", "stall", "silent", "resume", "freeze", "unfreeze", "malformed", "crossed", "gap")
 """drop: cut every socket. outage: drop and refuse new connections for `seconds`. stall: open
 connections stop getting data (new ones are fine). silent: the venue sends no data at all until
 resume; with `stream` (e.g. Binance's bookTicker), only that stream goes quiet and the venue's other
 streams run on (resume with the same `stream` revives it). freeze/unfreeze: prices stop/restart
-moving. malformed/crossed: the next `count` frames are malformed / show bid above ask."""
+moving. malformed/crossed: the next `count` frames are malformed / show bid above ask. gap: the next
+`count` incremental order-book updates (optionally only of `market` futures/spot and `symbol`) are
+withheld while the sequence moves on, as a lost frame."""
+MARKETS = ("futures", "spot")
 
 
 VENUE_NAMES = ("binance", "bybit", "okx", "bitget", "gateio", "htx", "mexc", "kucoin")
@@ -117,7 +120,8 @@ class Simulator:
             self._runner = None
 
     async def apply_fault(
-        self, venue_name: str, fault: str, count: int = 1, seconds: float = 5.0, stream: str | None = None
+        self, venue_name: str, fault: str, count: int = 1, seconds: float = 5.0,
+        market: str | None = None, symbol: str | None = None, stream: str | None = None,
     ) -> dict[str, Any]:
         """Flip one fault switch; see FAULTS. Returns a short description of what was done."""
         venue = self.venues.get(venue_name)
@@ -135,6 +139,8 @@ class Simulator:
             else:
                 faults.silent_streams.discard(stream)
             return {"applied": fault, "stream": stream}
+        if fault == "gap":
+            return self._gap(venue_name, venue, count, market, symbol)
         if fault == "drop":
             return {"dropped": await venue.drop_connections()}
         if fault == "outage":
@@ -158,6 +164,24 @@ class Simulator:
         else:
             raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
         return {"applied": fault}
+
+    @staticmethod
+    def _gap(
+        venue_name: str, venue: VenueSimulator, count: int, market: str | None, symbol: str | None
+    ) -> dict[str, Any]:
+        if market is not None and market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
+        if symbol is not None:
+            symbol_market = "futures" if ":" in symbol else "spot"
+            if market not in (None, symbol_market):
+                raise ValueError(f"{symbol} is a {symbol_market} symbol, not {market}")
+            market = symbol_market
+            if not venue.books_showing(symbol):
+                raise ValueError(f"{symbol} is not listed on the {venue_name} simulator")
+        if not 1 <= count <= 1000:
+            raise ValueError("count must be within [1, 1000]")
+        venue.faults.gaps.extend(Gap(market, symbol) for _ in range(count))
+        return {"applied": "gap", "count": count, "market": market, "symbol": symbol}
 
     def shift(self, venue_name: str, symbol: str, bps: float, seconds: float) -> dict[str, Any]:
         """Move one venue's prices for one symbol by `bps` for `seconds`, then let them drift back.
@@ -207,12 +231,15 @@ class Simulator:
     async def _post_fault(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
+            market, symbol = body.get("market"), body.get("symbol")
             result = await self.apply_fault(
                 str(body["exchange"]),
                 str(body["fault"]),
                 count=int(body.get("count", 1)),
                 seconds=float(body.get("seconds", 5.0)),
                 stream=str(body["stream"]) if body.get("stream") is not None else None,
+                market=None if market is None else str(market),
+                symbol=None if symbol is None else str(symbol),
             )
         except (KeyError, TypeError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)

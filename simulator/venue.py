@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +25,15 @@ from simulator.instruments import Instrument
 log = logging.getLogger("simulator")
 
 FEED_INTERVAL_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One pending `gap` fault: the next incremental book update of `market` (futures/spot) and `symbol` (ccxt's
+    unified symbol) is withheld; None matches any."""
+
+    market: str | None = None
+    symbol: str | None = None
 
 
 @dataclass
@@ -42,11 +52,20 @@ class Faults:
     """The next N top-of-book updates show the bid above the ask."""
     refuse_until: float = 0.0
     """time.monotonic() until which new WebSocket handshakes are refused (an outage)."""
+    gaps: list[Gap] = field(default_factory=list)
+    """Each withholds one incremental book update (a diff), while the venue's sequence moves on as if it was sent."""
 
     def take_crossed(self) -> bool:
         if self.crossed_pending > 0:
             self.crossed_pending -= 1
             return True
+        return False
+
+    def take_gap(self, market: str, symbols: Iterable[str]) -> bool:
+        for gap in self.gaps:
+            if gap.market in (None, market) and (gap.symbol is None or gap.symbol in symbols):
+                self.gaps.remove(gap)
+                return True
         return False
 
 
@@ -68,6 +87,8 @@ class VenueSimulator(ABC):
     """Path prefix and config name, e.g. "binance"."""
     stream_names: ClassVar[frozenset[str]] = frozenset()
     """Streams a `silent` fault can silence one at a time (see `stream_of`); none unless a venue says so."""
+    market: ClassVar[str] = "futures"
+    """The market this simulator serves (venues serving both pass it per book to `withhold_diff`)."""
 
     def __init__(
         self,
@@ -205,6 +226,20 @@ class VenueSimulator(ABC):
         garbles_left = self.faults.malformed_pending
         await self.publish(topic, payload)
         return self.faults.malformed_pending < garbles_left
+
+    def withhold_diff(self, book: SimulatedBook, market: str | None = None) -> bool:
+        """The `gap` fault: True (once per gap asked for) when this incremental update of `book` is to be left out.
+        The caller then moves the stream's sequence on as if it had been sent, so its subscribers miss one."""
+        faults = self.faults
+        if not faults.gaps or faults.silent:
+            return False
+        market = market or self.market
+        coin = book.instrument.coin
+        symbols = (book.instrument.unified_symbol, f"{coin}/USDT:USDT") if market == "futures" else (f"{coin}/USDT",)
+        if not faults.take_gap(market, symbols):
+            return False
+        log.info("%s: withheld one %s order book update of %s (gap fault)", self.name, market, symbols[-1])
+        return True
 
     def _malformed(self, text: str) -> str:
         variant = next(self._malformed_variants)

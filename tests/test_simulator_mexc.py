@@ -135,8 +135,8 @@ async def test_contract_wire_format(sim: Simulator) -> None:
         assert (await ws.receive_json())["channel"] == "rs.sub.depth"
         frames = [await ws.receive_json() for _ in range(5)]
         assert [f["channel"] for f in frames] == ["push.depth"] * 5
-        assert all(b["data"]["begin"] == a["data"]["end"] + 1 for a, b in itertools.pairwise(frames))
-        assert all(f["data"]["version"] == f["data"]["end"] for f in frames)
+        assert all(set(f["data"]) == {"asks", "bids", "version", "cts"} for f in frames)  # the documented fields
+        assert all(b["data"]["version"] == a["data"]["version"] + 1 for a, b in itertools.pairwise(frames))
         await ws.send_json({"method": "sub.ticker", "param": {"symbol": "NOPE_USDT"}})
         await ws.send_json({"method": "ping"})
         replies = [m async for m in _until(ws, lambda m: m.get("channel") == "pong")]

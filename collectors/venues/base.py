@@ -34,9 +34,12 @@ class StreamSpec:
     extra_hashes: Callable[[Any, str], list[str]] | None = None
     """(exchange, symbol) -> further hashes whose updates feed the same state through this stream (e.g.
     channels subscribed alongside the main one)."""
-    check: Callable[[MarketState, Any], str | None] | None = None
-    """Looks at an update before it is applied; a returned reason means the stream's data can no longer
-    be trusted (e.g. a skipped sequence number ccxt tolerates): the connection is redialed."""
+    carries_book: bool = False
+    """The stream delivers the symbol's order book. When it breaks (a lost connection, a resubscribe, a gap)
+    the state drops its book, so messages carry none until the stream delivers one again."""
+    check: SequenceCheck | None = None
+    """Looks at each book update before it is applied, for a gap ccxt tolerates; a returned reason means the
+    stream can no longer be trusted: the connection is redialed and its books resync."""
 
     def hash_for(self, exchange: Any, symbol: str) -> str:
         if self.message_hash is not None:
@@ -47,6 +50,54 @@ class StreamSpec:
         """Every hash routed to the symbol's state: the main one first."""
         extra = self.extra_hashes(exchange, symbol) if self.extra_hashes is not None else []
         return [self.hash_for(exchange, symbol), *extra]
+
+
+class SequenceCheck(ABC):
+    """Continuity of an incremental book that ccxt doesn't verify, per symbol: each update must start right after
+    the last one (a dropped update skips numbers; a late one goes back). The first update after a (re)subscribe,
+    a snapshot, only says where the sequence stands; so does any snapshot the venue sends mid-stream."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def restart(self, symbol: str) -> None:
+        """The symbol resubscribes: its next update is a fresh start."""
+        self._last.pop(symbol, None)
+
+    def __call__(self, state: MarketState, book: Any, frame: Any) -> str | None:
+        """`book`: ccxt's book for the symbol after the update; `frame`: the last frame ccxt's book handler saw
+        (this update's, except for a book ccxt completed from a REST snapshot)."""
+        symbol = state.symbol
+        previous = self._last.get(symbol)
+        if previous is None:
+            position = self.position(book, frame)
+            if position is not None:
+                self._last[symbol] = position
+            return None
+        first, last = self.span(book, frame)
+        if last is not None:
+            self._last[symbol] = last
+        if first is None or first == previous + 1:
+            return None
+        return f"update {first} after {previous}" if first != previous else f"update {first} again"
+
+    @abstractmethod
+    def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
+        """(first, last) sequence number of the update just applied; first is None for a snapshot."""
+
+    def position(self, book: Any, frame: Any) -> int | None:
+        """Where the sequence stands after the first book of a subscription (a snapshot)."""
+        return self.span(book, frame)[1]
+
+
+class NonceSequenceCheck(SequenceCheck):
+    """ccxt's book `nonce` is the sequence number of the last update applied, one up per update (KuCoin's level2
+    `sequence`, MEXC's contract `version`). ccxt skips an update older than its book without touching the nonce,
+    which shows up here as the same number again."""
+
+    def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
+        nonce = book.get("nonce")
+        return nonce, nonce
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Binance USDⓈ-M futures (ccxt `binanceusdm`) and Binance spot (ccxt `binance`).
 
-Futures streams: bookTicker (real-time best bid/ask), depth diffs @100ms synced to a REST snapshot,
+Futures streams: bookTicker (real-time best bid/ask), depth diffs @100ms synced to a REST snapshot (ccxt
+checks their chain: `pu` = the previous `u` on futures, `U` = the previous `u` + 1 on spot, and gives the book
+up on a gap, which the collector answers by redialing),
 markPrice@1s (mark, index, funding rate `r`, next funding time `T`) and miniTicker (last, volume).
 The funding interval is not in the market list: /fapi/v1/fundingInfo lists the symbols whose
 interval differs from Binance's default of 8 h, so unlisted symbols are 8 h by Binance's rule.
@@ -65,7 +67,7 @@ def depth_stream(limit: int) -> StreamSpec:
     """Diff depth @100ms on top of a REST snapshot of `limit` levels."""
     return StreamSpec("depth", "orderbook::",
                       lambda ex, symbols: ex.watch_order_book_for_symbols(symbols, limit), apply_order_book,
-                      lambda ex, symbols: ex.un_watch_order_book_for_symbols(symbols))
+                      lambda ex, symbols: ex.un_watch_order_book_for_symbols(symbols), carries_book=True)
 
 
 def snapshot_levels(orderbook_depth: int) -> int:

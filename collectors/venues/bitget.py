@@ -3,7 +3,10 @@
 Streams, all on Bitget's one public socket (wss://ws.bitget.com/v2/ws/public):
 * `ticker`: last, 24 h volume, mark, index, funding rate and next funding time (every 100-300 ms).
 * a depth channel whose top is the best bid/ask: `books1` (depth 0 or 1), `books5`, `books15` (snapshots
-  at every push) or `books` (snapshot + updates with a CRC32 checksum that ccxt verifies) beyond 15 levels.
+  at every push) or `books` (snapshot + updates) beyond 15 levels. A `books` update carries `seq` (rising, not
+  one by one, so it can't show a lost update) and a CRC32 `checksum` over the top 25 levels, which ccxt verifies
+  after applying the update: a lost or reordered update is found at the first update whose top 25 levels
+  differ, and the collector redials. A lost update that only touched deeper levels stays unnoticed.
 The funding interval is in the market list (`fundInterval`, hours). Sizes are coins: ccxt gives every
 Bitget contract a contractSize of 1 and passes bidSz/askSz/book sizes/baseVolume through unchanged.
 
@@ -128,7 +131,7 @@ class BitgetFutures(Venue):
                 channel, "orderbook:", partial(watch_books, limit=limit),
                 apply_book,
                 partial(unwatch_each, lambda ex, symbol: ex.un_watch_order_book(symbol, dict(unwatch_params))),
-                unwatch_each=True, max_symbols=MAX_SYMBOLS_PER_REQUEST,
+                unwatch_each=True, max_symbols=MAX_SYMBOLS_PER_REQUEST, carries_book=True,
             ),
         ]
 

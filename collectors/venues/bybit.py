@@ -3,9 +3,10 @@
 Streams: `tickers.<SYM>` (snapshot then deltas, which ccxt merges: last, 24 h volume, mark, index,
 funding rate, next funding time) and `orderbook.<N>.<SYM>` (snapshot + deltas), whose top is the
 best bid/ask. N is the smallest of Bybit's depths (1, 50, 200, 1000) that covers the configured
-depth. ccxt keeps one book per symbol whatever N is, so only one book topic may run per symbol.
-The funding interval is in the market list (`fundingInterval`, minutes). Topics share one
-connection and can be unsubscribed one symbol at a time.
+depth. ccxt keeps one book per symbol whatever N is, so only one book topic may run per symbol. Each
+push carries `u`, one up per push (`seq` is the matching engine's, with gaps); ccxt ignores both, so the
+collector checks `u` and redials on a gap. The funding interval is in the market list (`fundingInterval`,
+minutes). Topics share one connection and can be unsubscribed one symbol at a time.
 
 Spot uses the same two topics on /v5/public/spot: its tickers carry last and 24 h volume only (no
 bid/ask, mark, index or funding), so the best bid/ask comes from the book. A spot subscribe request
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from collectors.market_state import MarketState
-from collectors.venues.base import StreamSpec, Venue, integer, number
+from collectors.venues.base import SequenceCheck, StreamSpec, Venue, integer, number
 
 BOOK_DEPTHS = (1, 50, 200, 1000)
 SPOT_TOPICS_PER_REQUEST = 10
@@ -91,8 +92,17 @@ def bybit_streams(
         StreamSpec(f"orderbook.{depth}", "orderbook:",
                    lambda ex, symbols: ex.watch_order_book_for_symbols(symbols, depth), apply_order_book,
                    lambda ex, symbols: ex.un_watch_order_book_for_symbols(symbols, {"limit": depth}),
-                   unwatch_each=True, max_symbols=max_symbols),
+                   unwatch_each=True, max_symbols=max_symbols, carries_book=True, check=UpdateIdCheck()),
     ]
+
+
+class UpdateIdCheck(SequenceCheck):
+    """Bybit numbers an orderbook topic's pushes: `u` goes up by one per push, and a snapshot starts afresh
+    (`u` = 1 after a service restart). ccxt applies every delta without looking at `u`."""
+
+    def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
+        update_id = int(frame["data"]["u"])
+        return (None if frame.get("type") == "snapshot" else update_id), update_id
 
 
 SOURCES = (Bybit(), BybitSpot())

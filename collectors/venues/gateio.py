@@ -2,7 +2,8 @@
 
 Streams: `futures.book_ticker` (real-time best bid/ask, sizes in contracts), `futures.tickers` (last,
 `volume_24h_base` in coins, mark, index, funding rate) and `futures.order_book_update` (top 20/50/100
-changes every 100 ms, which ccxt anchors on a REST snapshot with `with_id=true`). The next funding time
+changes every 100 ms, which ccxt anchors on a REST snapshot with `with_id=true` and chains by `U` = the previous
+`u` + 1; on a gap it rejects the book, and the collector redials). The next funding time
 is not streamed: it is `funding_next_apply` in the contract list (/futures/usdt/contracts), polled every
 `funding_poll_seconds` through fetch_funding_rates; the interval (`funding_interval`, seconds) is there too.
 Every size is in contracts of `quanto_multiplier` coins; the collector multiplies by ccxt's contractSize.
@@ -45,15 +46,6 @@ def apply_order_book(state: MarketState, book: dict[str, Any]) -> bool:
     return state.set_book(book)
 
 
-def check_order_book(state: MarketState, book: dict[str, Any]) -> str | None:
-    """ccxt hands over the book even when it finds a gap in the update ids: it only clears its nonce, and
-    then resyncs from a REST snapshot of Gate's default 10 levels (the subscription that knew the depth is
-    gone). Redialing resubscribes with the right depth instead."""
-    if book.get("nonce") is None:
-        return "gap in the order book update ids"
-    return None
-
-
 class GateioFutures(Venue):
     name = "gateio"
     ccxt_id = "gate"
@@ -84,7 +76,7 @@ class GateioFutures(Venue):
                            apply_order_book,
                            lambda ex, symbols: _each(ex.un_watch_order_book(symbol, {"limit": level})
                                                      for symbol in symbols),
-                           unwatch_each=True, max_symbols=MAX_SYMBOLS_PER_REQUEST, check=check_order_book)
+                           unwatch_each=True, max_symbols=MAX_SYMBOLS_PER_REQUEST, carries_book=True)
             )
         return specs
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from collectors.market_state import MarketState
-from collectors.venues.base import FundingSnapshot, StreamSpec, Venue, integer, number
+from collectors.venues.base import FundingSnapshot, SequenceCheck, StreamSpec, Venue, integer, number
 
 BOOK_SIZES = (20, 150)
 HOUR_MS = 3_600_000
@@ -76,7 +76,7 @@ class HtxFutures(Venue):
         return [
             StreamSpec(f"depth.size_{size}", "", watch_books, apply_order_book, unwatch_books, unwatch_each=True,
                        max_symbols=MAX_SYMBOLS_PER_BATCH, message_hash=_channel_hash(channel),
-                       check=VersionGapCheck()),
+                       carries_book=True, check=VersionGapCheck()),
             StreamSpec("detail", "", watch_details, apply_detail, unwatch_details, unwatch_each=True,
                        max_symbols=MAX_SYMBOLS_PER_BATCH, message_hash=_channel_hash("detail")),
         ]
@@ -120,19 +120,16 @@ def _channel_hash(channel: str) -> Callable[[Any, str], str]:
     return message_hash
 
 
-class VersionGapCheck:
-    """A book ccxt resolves with the version it already had was not updated: an update was skipped."""
+class VersionGapCheck(SequenceCheck):
+    """`version` goes up by one per push; ccxt's nonce is the version of the last push it applied. A push that
+    doesn't follow is skipped (resolved with the old version: "again"), and a snapshot starts afresh."""
 
-    def __init__(self) -> None:
-        self._versions: dict[str, Any] = {}
-
-    def __call__(self, state: MarketState, book: dict[str, Any]) -> str | None:
+    def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
         version = book.get("nonce")
-        previous = self._versions.get(state.symbol)
-        self._versions[state.symbol] = version
-        if version is not None and version == previous:
-            return f"order book version gap after {version}"
-        return None
+        tick = frame.get("tick") if isinstance(frame, dict) else None
+        if isinstance(tick, dict) and tick.get("event") == "snapshot":
+            return None, version
+        return version, version
 
 
 async def _watch_each(symbols: list[str], watch_one: Callable[[str], Awaitable[Any]]) -> Any:

@@ -3,7 +3,9 @@
 Streams, all on the one public futures connection ccxt opens with a bullet-public token:
 `/contractMarket/tickerV2` (real-time best bid/ask), `/contractMarket/ticker` (each trade: last price) and the
 order book: `level2Depth5` / `level2Depth50` (the whole top of book at most every 100 ms, so a lost frame heals
-itself) for depths up to 50, the incremental `level2` synced to the full REST snapshot beyond. ccxt keeps every
+itself) for depths up to 50, the incremental `level2` synced to the full REST snapshot beyond. Each level2
+change carries `sequence`, one up per change; ccxt checks it only when it syncs to the snapshot, so the
+collector checks every change and redials on a gap. ccxt keeps every
 size in contracts; the collector multiplies by the market's `multiplier` (contractSize).
 
 Funding rate, next funding time, mark and index are polled from `/api/v1/contracts/active` (one request for all
@@ -19,7 +21,7 @@ import time
 from typing import Any, ClassVar
 
 from collectors.market_state import MarketState
-from collectors.venues.base import FundingSnapshot, StreamSpec, Venue, integer, number
+from collectors.venues.base import FundingSnapshot, NonceSequenceCheck, StreamSpec, Venue, integer, number
 
 MAX_TOPICS_PER_REQUEST = 100
 """KuCoin accepts at most 100 topics in one subscribe (ccxt enforces it for tickerV2). ccxt puts every topic on one
@@ -70,7 +72,8 @@ class KucoinFutures(Venue):
                 StreamSpec(f"level2Depth{limit}" if limit else "level2", "orderbook:",
                            lambda ex, symbols: ex.watch_order_book_for_symbols(symbols, limit), apply_order_book,
                            lambda ex, symbols: ex.un_watch_order_book_for_symbols(symbols, {"limit": limit}),
-                           unwatch_each=True, max_symbols=MAX_TOPICS_PER_REQUEST)
+                           unwatch_each=True, max_symbols=MAX_TOPICS_PER_REQUEST, carries_book=True,
+                           check=None if limit else NonceSequenceCheck())
             )
         return specs
 

@@ -3,6 +3,8 @@
 Futures (contract socket), one subscription per contract and channel on one shared connection:
 * `sub.depth`: merged deltas; ccxt buffers them, seeds the book over REST (`/api/v1/contract/depth`) and applies
   the deltas by `version`. Sizes are contracts. The book's top is the best bid/ask: MEXC's ticker carries no sizes.
+  MEXC's rule is `version` = the previous one + 1, else re-initialize; ccxt only skips a delta older than its book,
+  so the collector checks the chain and redials on a gap.
 * `sub.ticker` (about once a second): last, 24 h volume (ccxt converts `volume24` from contracts to coins), fair
   (mark) and index price.
 * `sub.funding.rate`: funding rate and next settlement time. MEXC pushes it on subscribe and then only when it
@@ -12,7 +14,9 @@ Futures (contract socket), one subscription per contract and channel on one shar
   `/api/v1/contract/funding_rate/{symbol}`, read over REST every funding_poll_seconds.
 
 Spot (protobuf socket; ccxt decodes it with the `protobuf` package): `aggre.bookTicker` (best bid/ask with sizes),
-`aggre.depth` (deltas on a REST snapshot) and `aggre.deals` (last trade price). ccxt 4.5.90 has no spot 24 h ticker
+`aggre.depth` (deltas on a REST snapshot, each covering `fromVersion`..`toVersion`; MEXC's rule is fromVersion =
+the previous toVersion + 1, else re-initialize, which ccxt doesn't check and the collector does) and `aggre.deals`
+(last trade price). ccxt 4.5.90 has no spot 24 h ticker
 stream: the 24 h volume is read over REST (`/api/v3/ticker/24hr`) every funding_poll_seconds. MEXC allows 30
 subscriptions per spot connection and ccxt opens one connection for all spot streams, so one spot source carries at
 most 10 symbols (3 streams each).
@@ -29,8 +33,17 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from collectors.ccxt_bridge import last_delta
 from collectors.market_state import MarketState
-from collectors.venues.base import FundingSnapshot, StreamSpec, Venue, integer, number
+from collectors.venues.base import (
+    FundingSnapshot,
+    NonceSequenceCheck,
+    SequenceCheck,
+    StreamSpec,
+    Venue,
+    integer,
+    number,
+)
 
 BOOK_SNAPSHOT_DELAY = 5
 """Deltas ccxt buffers before reading the REST snapshot (ccxt's default of 25 is 5 s of a busy contract and
@@ -153,7 +166,8 @@ class MexcFutures(Venue):
         # The book runs even at depth 0: its top is the only best bid/ask with sizes.
         return [
             StreamSpec("depth", "orderbook:", fresh_books("watch_order_book"), apply_futures_book,
-                       unwatch_each("un_watch_order_book"), unwatch_each=True, max_symbols=FUTURES_BATCH),
+                       unwatch_each("un_watch_order_book"), unwatch_each=True, max_symbols=FUTURES_BATCH,
+                       carries_book=True, check=NonceSequenceCheck()),
             StreamSpec("ticker+funding.rate", "ticker:", watch_tickers_and_funding, apply_futures_ticker_or_funding,
                        unwatch_tickers_and_funding, unwatch_each=True, max_symbols=FUTURES_BATCH,
                        extra_hashes=lambda exchange, symbol: ["fundingRate:" + symbol]),
@@ -193,7 +207,8 @@ class MexcSpot(Venue):
         ]
         if orderbook_depth > 0:
             specs.append(StreamSpec("aggre.depth", "orderbook:", fresh_books("watch_order_book"), apply_spot_book,
-                                    unwatch_each("un_watch_order_book"), unwatch_each=True))
+                                    unwatch_each("un_watch_order_book"), unwatch_each=True, carries_book=True,
+                                    check=SpotVersionCheck()))
         per_symbol = len(specs)
         # every spot stream shares one connection, which MEXC caps at 30 subscriptions
         limit = SPOT_SUBSCRIPTIONS_PER_CONNECTION // per_symbol
@@ -208,6 +223,23 @@ class MexcSpot(Venue):
             for symbol, ticker in tickers.items()
             if symbol in symbols
         }
+
+
+class SpotVersionCheck(SequenceCheck):
+    """aggre.depth deltas cover fromVersion..toVersion. ccxt keeps only the fromVersion of the last delta it applied
+    as the book's nonce (and skips one older than that), so the spans come from the delta itself."""
+
+    def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
+        delta = last_delta(book)
+        if delta is None:
+            return None, None
+        return int(delta["fromVersion"]), int(delta["toVersion"])
+
+    def position(self, book: Any, frame: Any) -> int | None:
+        """After the REST snapshot (`lastUpdateId`, the nonce) ccxt replays the cached deltas that reach past it;
+        the sequence stands at the last one's toVersion, or at the snapshot's when none was replayed."""
+        first, last = self.span(book, frame)
+        return last if first is not None and first == book.get("nonce") else book.get("nonce")
 
 
 def _hours(interval: str | None) -> float | None:

@@ -5,7 +5,9 @@ Every stream runs on the public WebSocket (/ws/v5/public), one subscription per 
   also for every `tickers` frame (whose bid/ask are up to 100 ms old); only bbo-tbt frames are taken.
 - `tickers`: last price and 24 h volume. ccxt's baseVolume is `vol24h`, which on a swap counts contracts;
   `volCcy24h` is the swap's volume in coins (on spot it is the quote volume, and vol24h the coins).
-- `books` (depth > 5: a snapshot, then increments every 100 ms chained by seqId/prevSeqId, which ccxt checks) or
+- `books` (depth > 5: a snapshot, then increments every 100 ms chained by seqId/prevSeqId, which ccxt checks: it
+  applies the increment, then gives the book up when prevSeqId isn't the last seqId; it never verifies the
+  CRC32 `checksum` the frames carry) or
   `books5` (depth <= 5: five-level snapshots). The quote comes from bbo-tbt, not from the book's top.
 - swaps only: `mark-price` (every 200 ms when it moves, else every 10 s) carrying `funding-rate` (the rate, the
   next settlement `fundingTime`; the interval is nextFundingTime - fundingTime) and `index-tickers` (the index
@@ -153,7 +155,7 @@ def _book_stream(orderbook_depth: int) -> StreamSpec:
     return StreamSpec(
         channel, f"{channel}:", lambda ex, symbols: ex.watch_order_book_for_symbols(symbols, limit), apply_order_book,
         lambda ex, symbols: ex.un_watch_order_book_for_symbols(symbols, params), unwatch_each=True,
-        max_symbols=MAX_SYMBOLS,
+        max_symbols=MAX_SYMBOLS, carries_book=True,
     )
 
 
