@@ -29,8 +29,14 @@ async def simulator() -> AsyncIterator[Simulator]:
 
 def complete(body: dict) -> bool:
     return None not in (
-        body["funding_rate"], body["next_funding_time"], body["funding_interval_hours"], body["mark_price"],
-        body["index_price"], body["ticker"]["last"], body["ticker"]["volume_24h"], body["orderbook"],
+        body["funding_rate"],
+        body["next_funding_time"],
+        body["funding_interval_hours"],
+        body["mark_price"],
+        body["index_price"],
+        body["ticker"]["last"],
+        body["ticker"]["volume_24h"],
+        body["orderbook"],
     )
 
 
@@ -114,8 +120,8 @@ async def test_malformed_frames_and_a_drop_are_survived(
         await simulator.apply_fault("bitget", "crossed", count=4)
         await asyncio.sleep(1.0)
         await simulator.apply_fault("bitget", "drop")
+        assert await consumer.wait_until(lambda: stats.reconnects >= 1, timeout=30), "the drop was not noticed"
         assert await flowing(consumer, timeout=30), "bitget did not come back after a drop"
-        assert stats.reconnects >= 1
         await simulator.apply_fault("bitget", "freeze")
         await asyncio.sleep(1.5)
         sent = simulator.venues["bitget"].state()["symbols"]

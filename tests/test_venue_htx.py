@@ -38,16 +38,19 @@ def book_updates_since(consumer: Consumer, moment_ms: int) -> set[str]:
     return {key for key, body, _ in consumer.messages if (body["orderbook"] or {}).get("timestamp", 0) > moment_ms}
 
 
-async def test_consumer_gets_what_htx_sent(htx: Simulator, broker: Broker, exchange_name: str,
-                                           consumer: Consumer) -> None:
+async def test_consumer_gets_what_htx_sent(
+    htx: Simulator, broker: Broker, exchange_name: str, consumer: Consumer
+) -> None:
     config = collector_config(htx, broker.url, exchange_name, funding_poll_seconds=1)
     config.symbols = SYMBOLS
     venue = htx.venues["htx"]
     async with running(config) as app:
         assert await all_streams_up(app)
         assert await consumer.wait_until(
-            lambda: set(KEYS.values()) <= set(consumer.latest)
-            and all(complete(consumer.latest[key]) for key in KEYS.values()),
+            lambda: (
+                set(KEYS.values()) <= set(consumer.latest)
+                and all(complete(consumer.latest[key]) for key in KEYS.values())
+            ),
             timeout=30,
         ), f"incomplete: {[k for k in KEYS.values() if not complete(consumer.latest.get(k, {'ticker': {}}))]}"
 
@@ -76,10 +79,15 @@ async def test_consumer_gets_what_htx_sent(htx: Simulator, broker: Broker, excha
             assert message.received_timestamp >= message.timestamp - 1000
         assert float(sent["ETH/USDT:USDT"]["contract_size"]) == 0.01
         assert latest[KEYS["ETH/USDT:USDT"]]["ticker"]["bid_size"] == pytest.approx(
-            sent["ETH/USDT:USDT"]["bid_contracts"] * 0.01, rel=1e-12)
+            sent["ETH/USDT:USDT"]["bid_contracts"] * 0.01, rel=1e-12
+        )
         pepe = valid(latest[KEYS["1000PEPE/USDT:USDT"]])
         assert (pepe.symbol, pepe.coin, pepe.base_multiplier, pepe.funding_interval_hours) == (
-            "1000PEPE/USDT:USDT", "PEPE", 1000, 4)
+            "1000PEPE/USDT:USDT",
+            "PEPE",
+            1000,
+            4,
+        )
 
         await htx.apply_fault("htx", "unfreeze")
         errors = app.collectors[0].stats.errors
@@ -91,7 +99,8 @@ async def test_consumer_gets_what_htx_sent(htx: Simulator, broker: Broker, excha
         moment = int(time.time() * 1000)
         await htx.apply_fault("htx", "drop")
         assert await consumer.wait_until(lambda: set(KEYS.values()) <= book_updates_since(consumer, moment + 500))
-        assert app.collectors[0].stats.reconnects >= 2  # both streams share the dropped connection
+        # both streams share the dropped connection
+        assert await consumer.wait_until(lambda: app.collectors[0].stats.reconnects >= 2, timeout=30)
 
         # ccxt skips a book update whose version doesn't follow, silently; the collector resubscribes
         reconnects, moment = app.collectors[0].stats.reconnects, int(time.time() * 1000)

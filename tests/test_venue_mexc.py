@@ -47,8 +47,9 @@ async def spot_consumer(broker: Broker, exchange_name: str) -> AsyncIterator[Con
 
 
 def mexc_config(simulator: Simulator, broker: Broker, exchange_name: str) -> Any:
-    config = collector_config(simulator, broker.url, exchange_name, stale_after_seconds=STALE_AFTER_SECONDS,
-                              funding_poll_seconds=1)
+    config = collector_config(
+        simulator, broker.url, exchange_name, stale_after_seconds=STALE_AFTER_SECONDS, funding_poll_seconds=1
+    )
     config.markets = ["futures", "spot"] if SPOT else ["futures"]
     config.symbols = SYMBOLS
     return config
@@ -60,8 +61,13 @@ def complete(body: dict[str, Any]) -> bool:
         return False
     if body["market"] == "spot":
         return True
-    return None not in (body["funding_rate"], body["next_funding_time"],
-                        body["funding_interval_hours"], body["mark_price"], body["index_price"])
+    return None not in (
+        body["funding_rate"],
+        body["next_funding_time"],
+        body["funding_interval_hours"],
+        body["mark_price"],
+        body["index_price"],
+    )
 
 
 async def all_complete(futures: Consumer, spot: Consumer, timeout: float = 60) -> bool:
@@ -73,7 +79,11 @@ async def all_complete(futures: Consumer, spot: Consumer, timeout: float = 60) -
 
 
 async def test_consumer_gets_what_mexc_sent(
-    simulator: Simulator, broker: Broker, exchange_name: str, consumer: Consumer, spot_consumer: Consumer,
+    simulator: Simulator,
+    broker: Broker,
+    exchange_name: str,
+    consumer: Consumer,
+    spot_consumer: Consumer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -148,5 +158,7 @@ async def test_malformed_frames_and_a_drop_are_survived(
         assert simulator.venues["mexc"].faults.malformed_pending == 0
         assert sum(collector.stats.errors for collector in app.collectors) >= 1
         await simulator.apply_fault("mexc", "drop")
+        assert await consumer.wait_until(
+            lambda: all(collector.stats.reconnects >= 1 for collector in app.collectors), timeout=30
+        ), "the drop was not noticed on every source"
         assert await flowing(), "messages stopped after a drop"
-        assert all(collector.stats.reconnects >= 1 for collector in app.collectors)

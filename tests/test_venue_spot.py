@@ -125,5 +125,7 @@ async def test_spot_survives_a_malformed_frame_and_a_drop(
             await simulator.apply_fault(venue, "drop")
         dropped_at = time.time()
         assert await consumer.wait_until(lambda: spot_keys <= consumer.keys_since(dropped_at + 1), timeout=30)
-        assert all(stats.reconnects >= 1 for stats in spot_stats.values())
+        assert await consumer.wait_until(
+            lambda: all(stats.reconnects >= 1 for stats in spot_stats.values()), timeout=30
+        )
         assert await all_streams_up(app)
