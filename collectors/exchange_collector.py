@@ -237,14 +237,15 @@ class ExchangeCollector:
                     self.publisher.submit(state)
 
     async def _watch_health(self) -> None:
-        """Once a second: frames received, and which symbols have gone quiet."""
+        """Once a second: frames received, and which symbols' quotes have gone quiet (judged by the quote's own
+        receipt time: a funding poll or a mark-price stream must not make a dead quote stream look alive)."""
         stale_after_ms = self.collection.stale_after_seconds * 1000
         while True:
             await asyncio.sleep(1)
             now = time.time_ns() // 1_000_000
             self.stats.frames = self._exchange.frames_received
             self.stats.stale_symbols = sorted(
-                symbol for symbol, state in self.states.items() if now - state.received_ms > stale_after_ms
+                symbol for symbol, state in self.states.items() if now - (state.quote_received_ms or 0) > stale_after_ms
             )
 
     def _on_bad_frame(self, message: Any, error: BaseException) -> None:

@@ -216,9 +216,11 @@ async def test_a_silenced_quote_stream_ages_the_quote_and_the_engine_drops_that_
         return body["received_timestamp"] - body["ticker"]["received_timestamp"]
 
     try:
-        async with running(config), service(engine):
+        async with running(config) as app, service(engine):
             assert await analytics.wait_until(lambda: any(k.startswith("spread.BTCUSDT.") and "binance" in k
                                                           for k, _, _ in analytics.messages), timeout=30)
+            binance_stats = next(c.stats for c in app.collectors if c.venue.source_id == "binance")
+            assert await binance.wait_until(lambda: "BTC/USDT:USDT" not in binance_stats.stale_symbols, timeout=10)
             silenced_ms = int(time.time() * 1000)
             await simulator.apply_fault("binance", "silent", stream="bookTicker")
             skipped = engine.evaluator.counters.skipped_stale
@@ -227,6 +229,8 @@ async def test_a_silenced_quote_stream_ages_the_quote_and_the_engine_drops_that_
                 lambda: quote_age(binance.messages[-1][1]) > 3 * max_age, timeout=20
             ), f"quote age stayed {quote_age(binance.messages[-1][1])} ms"
             assert engine.evaluator.counters.skipped_stale > skipped
+            # get_statistics names the symbol whose quote went quiet, though its messages keep coming
+            assert await binance.wait_until(lambda: "BTC/USDT:USDT" in binance_stats.stale_symbols, timeout=15)
     finally:
         await analytics.close()
         await binance.close()
