@@ -13,13 +13,16 @@ These methods do blocking file I/O: the tracker runs them on its writer thread (
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from utils.atomic_file import write_atomically
+from utils.damaged_file import describe, set_aside
 
 INDEX_FILE = "index.json"
 
@@ -42,20 +45,32 @@ class TrackEntry:
         return None if self.closed_at is None else (self.closed_at - self.opened_at) / 1000
 
 
+INDEX_SCHEMA = TypeAdapter(list[TrackEntry])
+"""index.json: a list of entries (the `duration_seconds` written beside each is derived, and ignored here)."""
+log = logging.getLogger("spread_tracker")
+
+
 class TrackStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def load_index(self) -> dict[str, TrackEntry]:
+        """The index as last written; a damaged one is set aside with one ERROR and the tracker starts with an
+        empty index (the track files stay, and open opportunities are tracked again as they arrive)."""
         path = self.directory / INDEX_FILE
-        if not path.exists():
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return {}
-        entries = orjson.loads(path.read_bytes())
-        return {
-            raw["opportunity_id"]: TrackEntry(**{key: raw.get(key) for key in TrackEntry.__dataclass_fields__})
-            for raw in entries
-        }
+        try:
+            entries = INDEX_SCHEMA.validate_json(raw)
+        except ValidationError as error:
+            kept = set_aside(path)
+            log.error("%s is not a valid track index (%s); %s, starting with an empty index", path, describe(error),
+                      kept)
+            return {}
+        return {entry.opportunity_id: entry for entry in entries}
 
     def save_index(self, entries: dict[str, TrackEntry]) -> None:
         self.write_index(index_payload(entries))

@@ -9,7 +9,6 @@ fresh file. Saves are atomic (utils.atomic_file) and run on the store's own writ
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from models.config import UNIFIED_SYMBOL
 from utils.atomic_file import write_atomically
+from utils.damaged_file import describe, set_aside
 from utils.file_writer import FileWriter
 
 log = logging.getLogger("control")
@@ -101,7 +101,7 @@ class StateStore:
             return CollectorState.model_validate_json(raw)
         except ValidationError as error:
             problem = describe(error)
-        kept = self._set_aside()
+        kept = set_aside(self.path)
         log.error("state file %s is not a valid state file (%s); %s, starting from config.json; "
                   "the next change writes a fresh one", self.path, problem, kept)
         return None
@@ -113,26 +113,3 @@ class StateStore:
 
     def close(self) -> None:
         self._writer.close()
-
-    def _set_aside(self) -> str:
-        """Rename the bad file beside itself, never over an earlier one; says what became of it."""
-        for number in itertools.count():
-            aside = self.path.with_name(f"{self.path.name}.corrupt" + (f".{number}" if number else ""))
-            if not aside.exists():
-                break
-        try:
-            self.path.rename(aside)
-        except OSError as error:
-            return f"it could not be moved to {aside} ({error})"
-        return f"moved to {aside}"
-
-
-def describe(error: ValidationError, limit: int = 5) -> str:
-    """The first few problems, each with where in the file it is, for one log line."""
-    problems = []
-    for problem in error.errors()[:limit]:
-        location = ".".join(str(part) for part in problem["loc"]) or "the document"
-        message = problem["msg"].removeprefix("Value error, ")
-        problems.append(f"{location}: {message}")
-    more = error.error_count() - limit
-    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

@@ -125,6 +125,23 @@ async def test_index_json_keeps_every_open_track_and_only_the_last_n_closed(
     assert set(store.load_index()) == {"open", "old5", "new1", "new2"}
 
 
+async def test_a_broken_index_json_is_set_aside_and_the_tracker_runs_on(
+    broker: Broker, exchange_name: str, config: AppConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = Path(config.tracker.directory)
+    TrackStore(directory).write_index(b'[{"opportunity_id": "half-written", "symbol": "BTC/US')
+    tracker = SpreadTracker(config, NO_UNIVERSE, events_queue=f"{exchange_name}_tracker")
+    await tracker.start()
+    try:
+        errors = [record for record in caplog.records if record.levelname == "ERROR" and "index.json" in record.message]
+        assert len(errors) == 1 and "index.json.corrupt" in errors[0].message, [r.message for r in caplog.records]
+        assert (directory / "index.json.corrupt").read_text().startswith('[{"opportunity_id": "half-written"')
+        await publish(broker, config, [opportunity("open", "after", now_ms())])
+        assert await eventually(lambda: "after" in TrackStore(directory).load_index())
+    finally:
+        await tracker.stop()
+
+
 async def test_a_track_row_that_cannot_be_written_leaves_the_event_loop_running(
     broker: Broker, exchange_name: str, config: AppConfig
 ) -> None:
