@@ -19,6 +19,25 @@ from simulator.server import Simulator
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Whether `condition` holds within `timeout` seconds (checked every 50 ms): wait on a condition, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+async def delete_analytics(broker_url: str, config: AppConfig, tracker_queue: str) -> None:
+    """Remove what a test's spread engine and tracker declared: the analytics exchange and the tracker's queue."""
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(config.spreads.analytics_exchange)
+        await channel.queue_delete(tracker_queue)
+
+
 class Consumer:
     """Binds an exclusive queue to the exchange and keeps every message, as a user's consumer would."""
 
@@ -51,12 +70,7 @@ class Consumer:
         return {key for key, _, _ in self.since(moment)}
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            await asyncio.sleep(0.05)
-        return condition()
+        return await eventually(condition, timeout)
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -14,7 +14,6 @@ never the book held from before the event: one that ccxt applied a rejected diff
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -32,7 +31,7 @@ from collectors.venues import VENUE_NAMES, futures_source
 from simulator.mexc import SPOT_STREAMS_AVAILABLE
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import Consumer, collector_config, running
+from tests.helpers import Consumer, collector_config, eventually, running
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
@@ -108,15 +107,6 @@ def book_difference(published: dict[str, Any] | None, venue: tuple[list[list[flo
     return None
 
 
-async def wait_for(condition: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(condition())
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def outcomes(broker: Broker) -> AsyncIterator[dict[tuple[str, str], Outcome]]:
     simulator = Simulator(venues=list(VENUE_NAMES), port=0, rate=20, symbols=2)
@@ -151,7 +141,7 @@ async def run_scenario(simulator: Simulator, consumer: Consumer, warnings: Warni
         return all(any(key == keys[source] and body["orderbook"] is not None and body["published_timestamp"] > moment_ms
                        for key, body, _ in consumer.messages) for source in SOURCES)
 
-    assert await wait_for(lambda: books_since(0), timeout=60), sorted(set(keys.values()) - set(consumer.latest))
+    assert await eventually(lambda: books_since(0), timeout=60), sorted(set(keys.values()) - set(consumer.latest))
 
     # 1. one withheld update per source
     gap_at = time.time()
@@ -166,11 +156,11 @@ async def run_scenario(simulator: Simulator, consumer: Consumer, warnings: Warni
                 detections[source] = record
         return len(detections) == len(SOURCES)
 
-    await wait_for(all_detected, timeout=15)
+    await eventually(all_detected, timeout=15)
     for source, record in detections.items():
         results[source].gap_detected = record.getMessage()
     events = {source: [record.created * 1000] for source, record in detections.items()}
-    await wait_for(lambda: books_since(max(at[0] for at in events.values()) if events else gap_at * 1000), 20)
+    await eventually(lambda: books_since(max(at[0] for at in events.values()) if events else gap_at * 1000), 20)
 
     for venue in VENUE_NAMES:
         await simulator.apply_fault(venue, "freeze")
@@ -181,7 +171,7 @@ async def run_scenario(simulator: Simulator, consumer: Consumer, warnings: Warni
                 results[source].book_vs_venue = book_difference(body.get("orderbook"), venue_levels(simulator, *source))
             return all(results[source].book_vs_venue is None for source in SOURCES)
 
-        await wait_for(books_match, timeout=10)
+        await eventually(books_match, timeout=10)
     finally:
         for venue in VENUE_NAMES:
             await simulator.apply_fault(venue, "unfreeze")
@@ -190,7 +180,7 @@ async def run_scenario(simulator: Simulator, consumer: Consumer, warnings: Warni
     drop_at = time.time()
     for venue in VENUE_NAMES:
         await simulator.apply_fault(venue, "drop")
-    assert await wait_for(lambda: books_since(drop_at * 1000 + 500), timeout=30)
+    assert await eventually(lambda: books_since(drop_at * 1000 + 500), timeout=30)
     for source in SOURCES:
         lost = warnings.first(source_id(*source), "stream lost", drop_at)
         if lost is not None:
@@ -267,7 +257,7 @@ async def test_bitget_reports_a_checksum_mismatch_while_handling_the_frame_that_
 
         client.on_message_callback = handle
         await simulator.apply_fault("bitget", "gap")
-        assert await wait_for(lambda: bool(reported_during), timeout=10), "the checksum mismatch was never reported"
+        assert await eventually(lambda: bool(reported_during), timeout=10), "the checksum mismatch was never reported"
         frame = reported_during[0]
         assert frame is not None, "reported only after ccxt had finished with the frame (after a round trip)"
         assert frame.get("action") == "update" and frame["arg"]["channel"] == "books", frame

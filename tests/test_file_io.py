@@ -8,7 +8,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -24,7 +24,7 @@ from models.universe import UNIVERSE_FILE, Universe
 from simulator.server import Simulator
 from tests.broker import Broker
 from tests.file_audit import FileAudit
-from tests.helpers import collector_config, running
+from tests.helpers import collector_config, delete_analytics, eventually, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,11 +44,7 @@ async def config(simulator: Simulator, broker: Broker, exchange_name: str, tmp_p
     })
     config.tracker = config.tracker.model_copy(update={"directory": str(tmp_path / "tracks")})
     yield config
-    connection = await aio_pika.connect(broker.url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(config.spreads.analytics_exchange)
-        await channel.queue_delete(f"{exchange_name}_tracker")
+    await delete_analytics(broker.url, config, f"{exchange_name}_tracker")
 
 
 def opportunity(kind: str, opportunity_id: str, opened_at: int, reason: str | None = None) -> OpportunityEvent:
@@ -75,15 +71,6 @@ async def publish(broker: Broker, config: AppConfig, events: list[OpportunityEve
         for event in events:
             await exchange.publish(aio_pika.Message(event.model_dump_json().encode()),
                                    routing_key=opportunity_key(event.event, event.symbol))
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return condition()
 
 
 async def test_index_json_keeps_every_open_track_and_only_the_last_n_closed(

@@ -9,14 +9,14 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
 
 import aio_pika
 import pytest
 
 from tests.broker import Broker
-from tests.helpers import Consumer
+from tests.helpers import Consumer, eventually
 from tests.publisher_helpers import ExistingExchangeConsumer, Update, feeding, start_publisher
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,13 +26,6 @@ def records(caplog: pytest.LogCaptureFixture, level: int, name: str | None = Non
     return [
         f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno == level and name in (None, r.name)
     ]
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    return bool(condition())
 
 
 async def test_exchange_deleted_mid_stream_is_declared_again_on_the_same_connection(
@@ -57,7 +50,7 @@ async def test_exchange_deleted_mid_stream_is_declared_again_on_the_same_connect
             def restored() -> bool:
                 return any("publishing restored" in message for message in records(caplog, logging.INFO, "rabbitmq"))
 
-            assert await wait_for(restored, timeout=10), records(caplog, logging.ERROR)
+            assert await eventually(restored, timeout=10), records(caplog, logging.ERROR)
             await again.start()  # only binds if the publisher declared the exchange again
             within = max(0.0, deleted + 10 - time.monotonic())
             assert await again.wait_until(lambda: len(again.messages) > 0, timeout=within)
@@ -118,12 +111,12 @@ async def test_write_permission_revoked_then_restored_resumes_without_log_spam(
                     asyncio.to_thread(ctl, ["set_permissions", "-p", vhost, user, ".*", "", ".*"]),
                     asyncio.to_thread(ctl, ["set_topic_permissions", "-p", vhost, user, exchange, "^$", "^$"]),
                 )
-                assert await wait_for(lambda: not publisher.stats.connected), "the refusal went unnoticed"
+                assert await eventually(lambda: not publisher.stats.connected), "the refusal went unnoticed"
 
                 def retries() -> int:
                     return sum("still unavailable" in m for m in records(caplog, logging.DEBUG, "rabbitmq"))
 
-                assert await wait_for(lambda: retries() >= 3), "no retry while refused"
+                assert await eventually(lambda: retries() >= 3), "no retry while refused"
                 assert not publisher.stats.connected
                 await asyncio.gather(
                     asyncio.to_thread(ctl, ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]),
@@ -131,7 +124,7 @@ async def test_write_permission_revoked_then_restored_resumes_without_log_spam(
                 )
                 restored = time.time()
                 assert await consumer.wait_until(lambda: len(consumer.since(restored)) > 0, timeout=10)
-                assert await wait_for(lambda: publisher.stats.connected)
+                assert await eventually(lambda: publisher.stats.connected)
         finally:
             await publisher.close()
             await consumer.close()
@@ -198,7 +191,7 @@ async def test_an_update_arriving_while_the_broker_closes_the_channel_is_not_wri
         def restored() -> bool:
             return any("publishing restored" in message for message in records(caplog, logging.INFO, "rabbitmq"))
 
-        assert await wait_for(restored, timeout=10), records(caplog, logging.ERROR)
+        assert await eventually(restored, timeout=10), records(caplog, logging.ERROR)
     finally:
         await publisher.close()
     assert written_after_close_ok == []

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from consumers.quotes import quote_from
@@ -27,7 +26,7 @@ from models.futures_data import FuturesData
 from models.universe import read_universe
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import Consumer, collector_config, running, valid
+from tests.helpers import Consumer, collector_config, delete_analytics, running, valid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,11 +58,7 @@ async def setup(simulator: Simulator, broker: Broker, exchange_name: str, tmp_pa
     })
     config.tracker = config.tracker.model_copy(update={"directory": str(tmp_path / "tracks")})
     yield config
-    connection = await aio_pika.connect(broker.url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(config.spreads.analytics_exchange)
-        await channel.queue_delete(f"{exchange_name}_tracker")
+    await delete_analytics(broker.url, config, f"{exchange_name}_tracker")
 
 
 @asynccontextmanager
