@@ -133,12 +133,12 @@ class ExchangeCollector:
 
     def _reconcile(self) -> None:
         listed = {symbol for symbol in self.wanted if self.lists(symbol)}
+        for symbol in sorted(set(self.states) - listed):
+            self._stop_symbol(symbol)
         unlisted = sorted(self.wanted - listed - self._reported_unlisted)
         if unlisted:
             self.log.warning("not listed (or not active) here, skipped: %s", ", ".join(unlisted))
             self._reported_unlisted.update(unlisted)
-        for symbol in sorted(set(self.states) - listed):
-            self._stop_symbol(symbol)
         added = sorted(listed - set(self.states))
         if added:
             self._start_symbols(added)
