@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
+import aiohttp
 import pytest
 
 from consumers.spread_engine import SpreadEngine
 from consumers.spread_tracker import SpreadTracker
 from consumers.tracks import TrackStore
-from discovery.follower import UniverseFollower
+from discovery.follower import UniverseFollower, same_universe
+from discovery.rediscover import discover
+from main import point_at_simulator
 from models.analytics import OpportunityEvent
 from models.config import AppConfig
 from models.universe import Universe, read_universe
@@ -212,3 +215,36 @@ def test_the_interval_has_a_floor_and_zero_means_off() -> None:
     assert AppConfig.model_validate({**base, "discovery": {"interval_seconds": 0}}).discovery.interval_seconds == 0
     with pytest.raises(ValueError, match="must be 0 \\(off\\) or at least 60 s, not 5"):
         AppConfig.model_validate({**base, "discovery": {"interval_seconds": 5}})
+
+
+async def test_a_source_that_fails_a_round_keeps_its_previous_listings(simulator: Simulator) -> None:
+    config = AppConfig.model_validate({"exchanges": ["binance", "bybit"], "symbols": "auto", "api_keys_file": None,
+                                       "collection": {"retry_attempts": 1, "retry_delays": [0.2]}})
+    point_at_simulator(config, simulator)
+    previous, _ = await discover(config, 2, None, lambda _: None)
+    assert listed_on(previous, "bybit", "BTC/USDT:USDT")
+    bybit = next(exchange for exchange in config.exchanges if exchange.name == "bybit")
+    api = bybit.ccxt["urls"]["api"]
+    bybit.ccxt["urls"]["api"] = {key: "http://127.0.0.1:9" if isinstance(value, str) else value
+                                 for key, value in api.items()}  # nothing listens there
+    said: list[str] = []
+    kept, _ = await discover(config, 1, None, said.append, previous)
+    assert list(kept.failed_sources) == ["bybit"] and same_universe(previous, kept)
+    assert "bybit: market list failed this round; keeping its 4 previous listings" in said
+    alone, _ = await discover(config, 1, None, lambda _: None)  # no previous universe: left out
+    assert not listed_on(alone, "bybit", "BTC/USDT:USDT") and alone.sources == ["binance"]
+
+
+async def test_the_simulator_delists_and_lists_over_its_admin_api(simulator: Simulator) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"{simulator.http_base}/admin/listing"
+        body = {"exchange": "binance", "market": "futures", "symbol": "ETH/USDT:USDT", "listed": False}
+        async with session.post(url, json=body) as response:
+            assert response.status == 200 and (await response.json())["changed"] == ["ETHUSDT"]
+        async with session.get(f"{simulator.http_base}/binance/fapi/v1/exchangeInfo") as response:
+            statuses = {entry["symbol"]: entry["status"] for entry in (await response.json())["symbols"]}
+        assert statuses["ETHUSDT"] == "SETTLING" and statuses["BTCUSDT"] == "TRADING"
+        async with session.post(url, json={**body, "exchange": "bybit", "symbol": "BTC/USDT"}) as response:
+            assert response.status == 400 and "not a futures symbol" in (await response.json())["error"]
+        async with session.post(url, json={**body, "market": "spot", "symbol": "BTC/USDT"}) as response:
+            assert response.status == 400 and "cannot delist" in (await response.json())["error"]
