@@ -109,7 +109,10 @@ class UniverseFollower:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.watch_seconds)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a bug here must not end the following for good
+                self.log.exception("checking %s for a new universe failed", self.path)
 
     async def check(self) -> bool:
         """One poll; True when a new universe was handed on."""

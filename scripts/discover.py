@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from discovery.build import DiscoveryFailed
 from discovery.output import write_generated_off_loop
 from discovery.rediscover import discover, rediscover_forever
-from main import point_at_simulator
+from main import point_at_simulator, wait_for_stop_signal
 from models.config import MIN_DISCOVERY_INTERVAL_SECONDS, AppConfig
 from simulator.server import Simulator
 from utils.config_loader import ConfigError, config_path, load_config
@@ -83,7 +86,10 @@ async def run(config: AppConfig, args: argparse.Namespace, every: float | None =
                           f"{MIN_DISCOVERY_INTERVAL_SECONDS} s against real exchanges")
             say_timed(f"rediscovering every {every:g} s into {args.output}/ ({len(config.exchanges)} exchanges, "
                       f"{', '.join(config.markets)})")
-            await rediscover_forever(config, args.output, every, args.min_sources, validate_seconds, say_timed)
+            await until_stopped(
+                rediscover_forever(config, args.output, every, args.min_sources, validate_seconds, say_timed)
+            )
+            say_timed("stopped")
             return 0
         say(f"loading market lists of {len(config.exchanges)} exchanges ({', '.join(config.markets)})")
         try:
@@ -100,6 +106,18 @@ async def run(config: AppConfig, args: argparse.Namespace, every: float | None =
     say(f"{len(universe.symbols)} symbols, {len(universe.directions)} directions on {len(universe.sources)} "
         f"sources; wrote {', '.join(str(path) for path in written)}")
     return 0
+
+
+async def until_stopped(forever: Coroutine[Any, Any, None]) -> None:
+    """Run until SIGINT or SIGTERM; a round being written finishes its atomic files or leaves the old ones."""
+    task = asyncio.create_task(forever)
+    stop = asyncio.create_task(wait_for_stop_signal())
+    await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stop):
+        pending.cancel()
+    await asyncio.gather(stop, return_exceptions=True)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def main(argv: list[str] | None = None) -> int:

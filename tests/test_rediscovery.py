@@ -84,6 +84,10 @@ class Discovery:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._reader, 5)
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.returncode
+
 
 async def until(condition: object, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
@@ -187,6 +191,7 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
             await channel.queue_delete(tracker_queue)
             await channel.exchange_delete(config.spreads.analytics_exchange)
     assert discovery.said("a round every 1.5 s")  # the warning for an interval shorter than venues like
+    assert discovery.returncode == 0 and discovery.said("stopped")  # SIGINT ends it cleanly
 
 
 async def test_the_follower_keeps_the_universe_in_use_when_the_file_is_broken(tmp_path: Path) -> None:
