@@ -118,7 +118,7 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
     config.discovery = config.discovery.model_copy(update={"watch_seconds": 0.2})
     config.spreads = config.spreads.model_copy(update={
         "analytics_exchange": f"{exchange_name}_analytics", "entry_pct": 0.3, "exit_pct": 0.1, "confirm_ticks": 2,
-        "max_quote_age_ms": 5000, "max_leg_skew_ms": 5000, "open_on": "top",
+        "max_quote_age_ms": 30_000, "max_leg_skew_ms": 5000, "open_on": "top",  # delisted, not stale, closes it
     })
     config.tracker = config.tracker.model_copy(update={"directory": str(tmp_path / "tracks")})
     config_file = tmp_path / "config.json"
