@@ -22,6 +22,7 @@ from control.listener import ControlListener
 from control.registry import SymbolRegistry
 from control.service import ControlService
 from control.state_store import StateStore
+from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
 from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
@@ -170,6 +171,13 @@ class FuturesScan:
             if control.enabled
             else None
         )
+        self.universe_follower = (
+            UniverseFollower(config.universe_dir, config.discovery.watch_seconds, self.control.follow_universe,
+                             read_universe(config.universe_dir), log)
+            if universe_symbols is not None
+            else None
+        )
+        """With "auto": a rediscovered universe is picked up while running (scripts/discover.py --every)."""
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -191,6 +199,8 @@ class FuturesScan:
         ]
         if self.listener is not None:
             self._tasks.append(asyncio.create_task(self._listen(self.listener), name="control"))
+        if self.universe_follower is not None:
+            self._tasks.append(asyncio.create_task(self.universe_follower.run(), name="universe-follower"))
 
     async def stop(self) -> None:
         """Stop listening and streaming (each venue closes its ccxt exchange), then flush and close RabbitMQ."""

@@ -80,6 +80,31 @@ class ExchangeCollector:
         if self.markets_loaded.is_set():
             self._reconcile()
 
+    async def reload_markets(self) -> tuple[list[str], list[str]] | None:
+        """Read the venue's market list again (a rediscovered universe) and stream accordingly: a symbol the
+        venue delisted stops, a wanted one it newly lists starts. Returns (newly listed, no longer listed) active
+        markets of this source's kind; None before the first load or when the venue did not answer (the
+        previous list stays in use)."""
+        if not self.markets_loaded.is_set():
+            return None
+        before = self._active_symbols()
+        try:
+            await self._exchange.load_markets(reload=True)
+        except Exception as error:
+            self.stats.errors += 1
+            self.log.warning("reloading markets failed, keeping the previous list: %s: %s",
+                             type(error).__name__, str(error)[:300])
+            return None
+        after = self._active_symbols()
+        self._reconcile()
+        return sorted(after - before), sorted(before - after)
+
+    def _active_symbols(self) -> set[str]:
+        return {
+            symbol for symbol, market in self._exchange.markets.items()
+            if market.get("active") is not False and self._right_kind(market)
+        }
+
     def _right_kind(self, market: dict[str, Any]) -> bool:
         if self.venue.market == "spot":
             return bool(market.get("spot"))
@@ -108,12 +133,12 @@ class ExchangeCollector:
 
     def _reconcile(self) -> None:
         listed = {symbol for symbol in self.wanted if self.lists(symbol)}
+        for symbol in sorted(set(self.states) - listed):
+            self._stop_symbol(symbol)
         unlisted = sorted(self.wanted - listed - self._reported_unlisted)
         if unlisted:
             self.log.warning("not listed (or not active) here, skipped: %s", ", ".join(unlisted))
             self._reported_unlisted.update(unlisted)
-        for symbol in sorted(set(self.states) - listed):
-            self._stop_symbol(symbol)
         added = sorted(listed - set(self.states))
         if added:
             self._start_symbols(added)

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 from consumers.quotes import Quote, subscribe_quotes
 from consumers.runner import run_main
 from consumers.spread_evaluator import SpreadEvaluator
+from discovery.follower import UniverseChange, UniverseFollower
 from models.analytics import OpportunityEvent, SpreadSnapshot, opportunity_key, spread_key
 from models.config import AppConfig
-from models.universe import read_universe
+from models.universe import Universe, read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 
 log = logging.getLogger("spread_engine")
@@ -66,6 +67,8 @@ class SpreadEngine:
         self._events: aio_pika.abc.AbstractExchange | None = None
         self.invalid_messages = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.universe_follower = UniverseFollower(config.universe_dir, config.discovery.watch_seconds,
+                                                  self._follow_universe, self.evaluator.universe, log)
 
     async def start(self) -> None:
         await self.snapshots.start()
@@ -81,7 +84,8 @@ class SpreadEngine:
         await quotes.set_qos(prefetch_count=1000)
         await subscribe_quotes(quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
         self._tasks = [asyncio.create_task(self._release_held(), name="spread-release"),
-                       asyncio.create_task(self._sweep_stale(), name="spread-stale-sweep")]
+                       asyncio.create_task(self._sweep_stale(), name="spread-stale-sweep"),
+                       asyncio.create_task(self.universe_follower.run(), name="spread-universe-follower")]
         universe = self.evaluator.universe
         log.info("evaluating %d directions over %d symbols; publishing to %s", len(universe.directions),
                  len(universe.symbols), self.config.spreads.analytics_exchange)
@@ -123,6 +127,18 @@ class SpreadEngine:
                 except Exception as error:  # the broker is away: the sweep must outlive it
                     log.warning("could not publish the stale close of %s: %s: %s", event.opportunity_id,
                                 type(error).__name__, error)
+
+    async def _follow_universe(self, old: Universe, new: Universe, change: UniverseChange) -> None:
+        """A rediscovered universe: evaluate its directions from now on; close what a delisting ended."""
+        closed = self.evaluator.replace_universe(new)
+        log.info("new universe: %d directions over %d symbols (%s); %d open opportunit(ies) closed as delisted",
+                 len(new.directions), len(new.symbols), change.describe(), len(closed))
+        for event in closed:
+            try:
+                await self._publish_event(event)
+            except Exception as error:  # the broker is away: the others still go out when it can
+                log.warning("could not publish the delisted close of %s: %s: %s", event.opportunity_id,
+                            type(error).__name__, error)
 
     def _offer(self, snapshot: SpreadSnapshot) -> None:
         """Latest wins per key, and at most one per interval; held ones go out when their time comes."""

@@ -52,23 +52,44 @@ class SpreadEvaluator:
     counters: Counters = field(default_factory=Counters)
 
     def __post_init__(self) -> None:
-        self.legs_of: dict[tuple[str, str], list[PairKey]] = {}
-        for direction in self.universe.directions:
-            for name in direction.symbols:
-                pair = (direction.buy, direction.sell, name)
-                self.legs_of.setdefault((direction.buy, name), []).append(pair)
-                self.legs_of.setdefault((direction.sell, name), []).append(pair)
-        self.fees = {
-            (listing.source, symbol.name): listing.taker_fee
-            for symbol in self.universe.symbols
-            for listing in symbol.listings
-            if listing.taker_fee is not None
-        }
+        self._index(self.universe)
         settings = self.settings
         self.opportunities = OpportunityBook(
             Rules(settings.entry_pct, settings.exit_pct, settings.confirm_ticks,
                   int(settings.cooldown_seconds * 1000))
         )
+
+    def _index(self, universe: Universe) -> None:
+        self.legs_of: dict[tuple[str, str], list[PairKey]] = {}
+        for direction in universe.directions:
+            for name in direction.symbols:
+                pair = (direction.buy, direction.sell, name)
+                self.legs_of.setdefault((direction.buy, name), []).append(pair)
+                self.legs_of.setdefault((direction.sell, name), []).append(pair)
+        self.fees = fees_of(universe)
+
+    def replace_universe(self, universe: Universe) -> list[OpportunityEvent]:
+        """Evaluate a rediscovered universe's directions from now on. The quotes kept so far stay (a new
+        direction is evaluated on its legs' next update); an open opportunity whose pair the new universe no
+        longer has (a leg was delisted) closes with reason `delisted`."""
+        self.universe = universe
+        self._index(universe)
+        pairs = {pair for pairs in self.legs_of.values() for pair in pairs}
+        now = self.clock()
+        closed = []
+        for pair in self.opportunities.open_pairs():
+            if pair in pairs:
+                continue
+            buy_source, sell_source, name = pair
+            opportunity = self.opportunities.close(pair, now)
+            buy, sell = self.quotes.get((buy_source, name)), self.quotes.get((sell_source, name))
+            if opportunity is None or buy is None or sell is None:
+                continue
+            self.counters.closed += 1
+            closed.append(self._event(pair, opportunity, "close", self.snapshot(buy, sell, now), "delisted"))
+        for pair in [pair for pair in self.opportunities.pairs if pair not in pairs]:
+            del self.opportunities.pairs[pair]  # a pair listed again later starts afresh
+        return closed
 
     def on_quote(self, quote: Quote) -> list[Evaluation]:
         """Store the quote; evaluate every pair it is a leg of. Per pair: the snapshot, and the
@@ -200,3 +221,13 @@ def _leg(quote: Quote) -> Leg:
         source=quote.source, symbol=quote.symbol, bid=quote.bid, ask=quote.ask, timestamp=quote.timestamp,
         received_timestamp=quote.received, funding_rate_8h=quote.funding_rate_8h,
     )
+
+
+def fees_of(universe: Universe) -> dict[tuple[str, str], float]:
+    """Taker fee per (source, universe name), where the universe knows it."""
+    return {
+        (listing.source, symbol.name): listing.taker_fee
+        for symbol in universe.symbols
+        for listing in symbol.listings
+        if listing.taker_fee is not None
+    }

@@ -22,8 +22,10 @@ from pydantic import ValidationError
 
 from consumers.quotes import Quote, subscribe_quotes
 from consumers.runner import run_main
+from consumers.spread_evaluator import fees_of
 from consumers.spread_math import net_pct, spread_pct
 from consumers.tracks import TrackEntry, TrackStore, beyond_limit, index_payload
+from discovery.follower import UniverseChange, UniverseFollower
 from models.analytics import OpportunityEvent
 from models.config import AppConfig
 from models.universe import Universe, read_universe
@@ -48,17 +50,15 @@ class SpreadTracker:
         self.store = TrackStore(self.settings.directory)
         self.writer = FileWriter("tracker-files")
         self.events_queue = events_queue
-        self.fees = {
-            (listing.source, symbol.name): listing.taker_fee
-            for symbol in universe.symbols
-            for listing in symbol.listings
-            if listing.taker_fee is not None
-        }
+        self.fees = fees_of(universe)
+        self.universe_follower = UniverseFollower(config.universe_dir, config.discovery.watch_seconds,
+                                                  self._follow_universe, universe, log)
         self.quotes: dict[tuple[str, str], Quote] = {}
         self.entries: dict[str, TrackEntry] = {}
         self.open: dict[str, TrackEntry] = {}
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._follow_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.writer.run(self._recover)
@@ -75,16 +75,18 @@ class SpreadTracker:
         await events.bind(analytics, "opportunity.#")
         await events.consume(self._on_event)
         self._task = asyncio.create_task(self._sample_forever(), name="tracker-sampling")
+        self._follow_task = asyncio.create_task(self.universe_follower.run(), name="tracker-universe-follower")
         log.info("tracking into %s (%d open after recovery)", self.store.directory, len(self.open))
 
     def report(self) -> str:
         return f"{len(self.open)} open track(s), {len(self.entries)} in the index"
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._follow_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._connection is not None:
             await self._connection.close()
         await self._save_index()
@@ -140,6 +142,22 @@ class SpreadTracker:
                 log.info("tracking %s: buy %s, sell %s", event.symbol, event.buy, event.sell)
             elif event.event == "close" and event.opportunity_id in self.open:
                 await self._close(self.open[event.opportunity_id], f"closed by engine ({event.reason})", now_ms())
+
+    async def _follow_universe(self, old: Universe, new: Universe, change: UniverseChange) -> None:
+        """A rediscovered universe: its fees from now on; a track whose leg is no longer listed ends as
+        `delisted` (the engine's close, if it comes, then finds nothing open)."""
+        self.fees = fees_of(new)
+        listed = {(listing.source, symbol.name) for symbol in new.symbols for listing in symbol.listings}
+        gone = [entry for entry in self.open.values()
+                if (entry.buy, entry.symbol) not in listed or (entry.sell, entry.symbol) not in listed]
+        now = now_ms()
+        for entry in gone:
+            self._end(entry, "delisted", now)
+        if gone:
+            self._drop_beyond_limit()
+            await self._save_index()
+        log.info("new universe: fees of %d listings (%s); %d track(s) ended as delisted", len(self.fees),
+                 change.describe(), len(gone))
 
     # --- sampling -------------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from control.protocol import (
     WatchTouch,
 )
 from control.registry import SymbolRegistry, WatchEntry, now_ms
+from discovery.follower import UniverseChange
+from models.universe import Universe
 from utils.statistics import Statistics
 
 log = logging.getLogger("control")
@@ -164,6 +166,30 @@ class ControlService:
             "removed": sorted(before - set(after)),
             "count": len(after),
         }
+
+    async def follow_universe(self, old: Universe, new: Universe, change: UniverseChange) -> None:
+        """A rediscovered universe (discovery.follower): every venue reads its market list again, so a delisted
+        listing stops streaming and a new one starts; then the symbol set is rebased on the new universe under the
+        command lock, the way reload_universe does, so run-time additions, removals and the watchlist survive."""
+        log.info("new universe in use: %s", change.describe())
+        collectors = list(self.collectors.values())
+        reloaded = await asyncio.gather(*(collector.reload_markets() for collector in collectors))
+        for collector, result in zip(collectors, reloaded, strict=True):
+            if result is not None and (result[0] or result[1]):
+                listed, delisted = result
+                collector.log.info("market list changed: newly listed %s; delisted %s",
+                                   ", ".join(listed) or "none", ", ".join(delisted) or "none")
+        async with self.lock:
+            before = set(self.registry.symbols)
+            self.registry.rebase(new.futures_symbols())
+            try:
+                await self.registry.save()
+            except Exception as error:  # applied anyway: the universe file is the truth, and a restart rebases
+                log.error("the new universe's symbols could not be saved to the state file: %s", error)
+            self.apply()
+            after = set(self.registry.symbols)
+        log.info("symbol set follows the universe: %d symbol(s); added %s; removed %s", len(after),
+                 ", ".join(sorted(after - before)) or "none", ", ".join(sorted(before - after)) or "none")
 
     # --- the watchlist ------------------------------------------------------------------------------
 

@@ -61,7 +61,9 @@ class OpportunityEvent(_Model):
     reason: str | None = Field(
         default=None,
         description="on close, why: `converged` (the top-of-book net_pct fell to exit_pct or below) or `stale` "
-        "(a leg's quote was received longer than max_quote_age_ms ago; the snapshot holds the last quotes)",
+        "(a leg's quote was received longer than max_quote_age_ms ago; the snapshot holds the last quotes) or "
+        "`delisted` (a rediscovered universe no longer has the pair: a leg was delisted; the snapshot holds the "
+        "last quotes)",
     )
 
 

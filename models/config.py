@@ -159,6 +159,37 @@ class TrackerConfig(_Section):
     )
 
 
+MIN_DISCOVERY_INTERVAL_SECONDS = 60
+"""Below this, rediscovery would hammer every venue's REST market list (rate limits, bans)."""
+
+
+class DiscoveryConfig(_Section):
+    """Periodic rediscovery (scripts/discover.py --every) and how the other processes follow the universe."""
+
+    interval_seconds: int = Field(
+        default=21600,
+        ge=0,
+        le=7 * 86400,
+        description="scripts/discover.py --every: seconds between rounds; 0 = off",
+    )
+    watch_seconds: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=3600,
+        description="how often the collector (\"auto\"), the spread engine and the tracker look for a new universe",
+    )
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _not_too_often(cls, seconds: int) -> int:
+        if 0 < seconds < MIN_DISCOVERY_INTERVAL_SECONDS:
+            raise ValueError(
+                f"must be 0 (off) or at least {MIN_DISCOVERY_INTERVAL_SECONDS} s, not {seconds}: every round reads "
+                "every venue's market list, and venues rate-limit those requests"
+            )
+        return seconds
+
+
 class AppConfig(_Section):
     rabbitmq: RabbitMQConfig = Field(default_factory=RabbitMQConfig)
     exchanges: list[ExchangeConfig] = Field(min_length=1)
@@ -177,6 +208,7 @@ class AppConfig(_Section):
     control: ControlConfig = Field(default_factory=ControlConfig)
     spreads: SpreadsConfig = Field(default_factory=SpreadsConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
 
     @field_validator("exchanges", mode="before")

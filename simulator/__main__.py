@@ -26,6 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"{', '.join(FAULTS)} (optional \"count\" for malformed/crossed/gap, \"seconds\" for outage, "
             "\"market\" and \"symbol\" for gap, \"stream\" for silent/resume: one stream, e.g. Binance's "
             "bookTicker). "
+            "POST /admin/listing with {\"exchange\": \"bybit\", \"market\": \"futures\", \"symbol\": "
+            "\"ETH/USDT:USDT\", \"listed\": false} delists an instrument (true lists it again; Binance and Bybit "
+            "perpetuals). "
             "GET /admin/state shows what each venue currently sends."
         ),
     )

@@ -704,7 +704,23 @@ class BinanceSimulator(SpotHost, BinanceMarketSimulator):
     ) -> None:
         super().__init__(instruments, reference, rate, seed)
         self._symbol_list = [self._symbol_entry(book.instrument) for book in self.books.values()]
+        self._listed_symbol_list = self._symbol_list
         self.host_spot(BinanceSpotSimulator(instruments, reference, rate, seed))
+
+    # --- delisting --------------------------------------------------------------------------------
+
+    supports_delisting = True
+
+    def topic_venue_id(self, topic: str) -> str | None:
+        return None if topic.startswith("!") else topic.partition("@")[0].upper()
+
+    def listing_changed(self) -> None:
+        """Binance keeps a delisted perpetual in exchangeInfo with status SETTLING (then CLOSE); ccxt reads any
+        status but TRADING as inactive."""
+        self._symbol_list = [
+            {**entry, "status": "SETTLING"} if entry["symbol"] in self.delisted else entry
+            for entry in self._listed_symbol_list
+        ]
 
     # --- configuration ----------------------------------------------------------------------------
 

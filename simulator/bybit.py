@@ -175,11 +175,15 @@ class BybitMarketSimulator(VenueSimulator):
     # --- what the REST endpoints list -----------------------------------------------------------
 
     def listed(self, symbol: str | None) -> list[SimulatedBook]:
-        """The books a request for `symbol` (None: all of them) covers, sorted by symbol."""
+        """The books a request for `symbol` (None: all of them) covers, sorted by symbol; a delisted instrument
+        is no longer Trading, and Bybit lists only Trading instruments unless asked for a status."""
         if symbol is None:
-            return [self.books[venue_id] for venue_id in sorted(self.books)]
+            return [self.books[venue_id] for venue_id in sorted(self.books) if venue_id not in self.delisted]
         book = self.books.get(symbol)
-        return [] if book is None else [book]
+        return [] if book is None or symbol in self.delisted else [book]
+
+    def topic_venue_id(self, topic: str) -> str | None:
+        return topic.rpartition(".")[2]
 
     def instrument_entry(self, book: SimulatedBook) -> dict[str, Any]:
         return _instrument(book)
@@ -234,7 +238,7 @@ class BybitMarketSimulator(VenueSimulator):
             known = False
         if not known:
             return f"error:handler not found,topic:{topic}"
-        if _ws_category.get() != self.category or symbol not in self.books:
+        if _ws_category.get() != self.category or symbol not in self.books or symbol in self.delisted:
             return f"Invalid symbol :[{topic}]"
         return None
 
@@ -459,6 +463,8 @@ class BybitSpotSimulator(BybitMarketSimulator):
 
 class BybitSimulator(SpotHost, BybitMarketSimulator):
     """Bybit linear perpetuals and the REST endpoints of every category, hosting spot (`self.spot`)."""
+
+    supports_delisting = True
 
     def __init__(self, instruments: tuple[Instrument, ...], reference: ReferenceMarket, rate: float, seed: int) -> None:
         super().__init__(instruments, reference, rate, seed)

@@ -1,7 +1,7 @@
 """One HTTP/WebSocket server hosting every simulated venue under its own path, plus an admin API.
 
     http://HOST:PORT/<venue>/...   the venue's REST and WebSocket endpoints (e.g. /binance/fapi/v1/exchangeInfo)
-    http://HOST:PORT/admin/...     fault switches and the values each venue last sent
+    http://HOST:PORT/admin/...     fault switches, delisting/listing, and the values each venue last sent
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ class Simulator:
                 web.get("/admin/ccxt", self._get_ccxt),
                 web.post("/admin/fault", self._post_fault),
                 web.post("/admin/shift", self._post_shift),
+                web.post("/admin/listing", self._post_listing),
             ]
         )
         return app
@@ -206,6 +207,23 @@ class Simulator:
         log.info("%s %s: prices shifted by %+g bps for %g s", venue_name, symbol, bps, seconds)
         return {"exchange": venue_name, "symbol": symbol, "bps": bps, "seconds": seconds}
 
+    def set_listing(self, venue_name: str, market: str, symbol: str, listed: bool) -> dict[str, Any]:
+        """Delist (`listed` false) or list again one instrument, by ccxt's unified symbol, as the venue would: its
+        REST market list stops showing it as trading and its streams go quiet (see each venue's `listing_changed`)."""
+        venue = self.venues.get(venue_name)
+        if venue is None:
+            raise ValueError(f"unknown venue {venue_name!r}; running: {sorted(self.venues)}")
+        if market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
+        if (market == "futures") != (":" in symbol):
+            raise ValueError(f"{symbol} is not a {market} symbol")
+        target = venue if market == "futures" else getattr(venue, "spot", None)
+        books = venue.books_showing(symbol)
+        if target is None or not books:
+            raise ValueError(f"{symbol} is not an instrument of the {venue_name} {market} simulator")
+        changed = [book.instrument.venue_id for book in books if target.set_listed(book.instrument.venue_id, listed)]
+        return {"exchange": venue_name, "market": market, "symbol": symbol, "listed": listed, "changed": changed}
+
     def _end_shift(self, book: SimulatedBook) -> None:
         book.shift_bps = 0.0
         self._shift_ends.pop(id(book), None)
@@ -224,6 +242,18 @@ class Simulator:
             body = await request.json()
             result = self.shift(str(body["exchange"]), str(body["symbol"]), float(body["bps"]),
                                 float(body["seconds"]))
+        except (KeyError, TypeError, ValueError) as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(result)
+
+    async def _post_listing(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            listed = body["listed"]
+            if not isinstance(listed, bool):
+                raise TypeError("listed must be true or false")
+            result = self.set_listing(str(body["exchange"]), str(body.get("market", "futures")), str(body["symbol"]),
+                                      listed)
         except (KeyError, TypeError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response(result)

@@ -89,6 +89,8 @@ class VenueSimulator(ABC):
     """Streams a `silent` fault can silence one at a time (see `stream_of`); none unless a venue says so."""
     market: ClassVar[str] = "futures"
     """The market this simulator serves (venues serving both pass it per book to `withhold_diff`)."""
+    supports_delisting: ClassVar[bool] = False
+    """Whether `set_listed` works here: the venue module says how its REST lists a delisted instrument."""
 
     def __init__(
         self,
@@ -109,6 +111,8 @@ class VenueSimulator(ABC):
         self.frames_sent = 0
         self.updates = 0
         self.connections_accepted = 0
+        self.delisted: set[str] = set()
+        """Venue ids delisted at run time (`set_listed`): their books stop moving and their topics go quiet."""
         self._malformed_variants = itertools.cycle(range(3))
 
     # --- what a venue module supplies ----------------------------------------------------------
@@ -138,6 +142,33 @@ class VenueSimulator(ABC):
     def stream_of(self, topic: str) -> str | None:
         """The stream (one of `stream_names`) a topic's frames belong to, for a silent fault on one stream."""
         return None
+
+    def topic_venue_id(self, topic: str) -> str | None:
+        """The venue id a single-instrument topic carries (None for market-wide topics), so a delisted
+        instrument's topics go quiet."""
+        return None
+
+    def listing_changed(self) -> None:  # noqa: B027 - optional hook
+        """`delisted` changed: a venue module updates what its REST market list shows."""
+
+    # --- listings -------------------------------------------------------------------------------
+
+    def set_listed(self, venue_id: str, listed: bool) -> bool:
+        """Delist an instrument (its market list stops showing it as trading, its streams stop) or list it again,
+        as a venue does. Returns whether anything changed."""
+        if not self.supports_delisting:
+            raise ValueError(f"the {self.name} {self.market} simulator cannot delist or list instruments")
+        if venue_id not in self.books:
+            raise ValueError(f"{venue_id} is not an instrument of the {self.name} {self.market} simulator")
+        if listed == (venue_id not in self.delisted):
+            return False
+        if listed:
+            self.delisted.discard(venue_id)
+        else:
+            self.delisted.add(venue_id)
+        self.listing_changed()
+        log.info("%s %s: %s %s", self.name, self.market, "listed" if listed else "delisted", venue_id)
+        return True
 
     # --- sessions and fan-out -------------------------------------------------------------------
 
@@ -196,6 +227,8 @@ class VenueSimulator(ABC):
         """Send a market-data frame to every subscriber of `topic`, applying the data faults."""
         subscribers = self.subscribers.get(topic)
         if not subscribers or self.faults.silent:
+            return
+        if self.delisted and self.topic_venue_id(topic) in self.delisted:
             return
         if self.faults.silent_streams and self.stream_of(topic) in self.faults.silent_streams:
             return
@@ -303,6 +336,8 @@ class VenueSimulator(ABC):
                 for _ in range(due):
                     book = books[cursor]
                     cursor = (cursor + 1) % len(books)
+                    if self.delisted and book.instrument.venue_id in self.delisted:
+                        continue
                     book.step()
                     self.updates += 1
                     await self.on_book_update(book)
