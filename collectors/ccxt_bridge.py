@@ -16,6 +16,9 @@ until someone calls `watch_*` again, which a collector that subscribed once neve
 only rejects after an unsubscribe round trip, with the mismatching diff already applied to the book;
 the rejection is made at once instead, so nothing can publish that book in the meantime.
 
+The fifth hook (`handle_message`) hands a venue's refusal of a subscription, read by the venue module, to the
+supervisors waiting on a subscription (see stream_supervisor).
+
 The fourth hook hears a connection end (closed by the venue, failed, torn down), the moment the books it
 fed stop being the venue's: ccxt keeps their old levels until a new snapshot arrives.
 
@@ -48,6 +51,12 @@ DesyncHandler = Callable[[BaseException, Any], None]
 LossListener = Callable[[Any], None]
 """listener(client) for a connection that ended."""
 
+RefusalReader = Callable[[Any], "str | None"]
+"""reader(decoded frame) -> the venue's words when the frame refuses a subscription, else None."""
+
+RefusalListener = Callable[[Any, str], None]
+"""listener(client, the venue's words) for a refused subscription."""
+
 LAST_DELTA = "futures_scan_last_delta"
 
 log = logging.getLogger("ccxt_bridge")
@@ -64,8 +73,10 @@ class StreamingMixin:
     receipt_ns: int
     book_frame: Any
     """The frame ccxt's order-book handler was last given."""
+    refusal_reader: RefusalReader | None
+    refusal_listeners: set[RefusalListener]
 
-    def init_streaming(self, on_bad_frame: BadFrameHandler) -> None:
+    def init_streaming(self, on_bad_frame: BadFrameHandler, refusal_reader: RefusalReader | None = None) -> None:
         self.routes = {}
         self.desyncs = {}
         self.on_bad_frame = on_bad_frame
@@ -73,6 +84,19 @@ class StreamingMixin:
         self.receipt_ms = 0
         self.receipt_ns = 0
         self.book_frame = None
+        self.refusal_reader = refusal_reader
+        self.refusal_listeners = set()
+
+    def handle_message(self, client: Any, message: Any) -> Any:
+        """A venue's refusal of a subscription goes to the supervisors waiting on one, not to ccxt: ccxt would turn
+        it into an unusable frame (KuCoin) or reject every waiter of the connection (Bitget)."""
+        reader = self.refusal_reader
+        if reader is not None and isinstance(message, dict) and (reason := reader(message)) is not None:
+            log.debug("%s refused a subscription: %s", self.id, reason)
+            for listener in list(self.refusal_listeners):
+                listener(client, reason)
+            return None
+        return super().handle_message(client, message)  # type: ignore[misc]
 
     def handle_order_book(self, client: Any, message: Any) -> Any:
         self.book_frame = message
@@ -173,9 +197,11 @@ def streaming_exchange_class(ccxt_id: str) -> type:
     return type(f"Streaming{base.__name__}", (StreamingMixin, base), {})
 
 
-def create_exchange(ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrameHandler) -> Any:
+def create_exchange(
+    ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrameHandler, refusal_reader: RefusalReader | None = None
+) -> Any:
     exchange = streaming_exchange_class(ccxt_id)(config)
-    exchange.init_streaming(on_bad_frame)
+    exchange.init_streaming(on_bad_frame, refusal_reader)
     return exchange
 
 
