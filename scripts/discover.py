@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-sources", type=int, default=2, metavar="N",
                         help="give up (exit 1) when fewer sources load (default 2)")
     parser.add_argument("--demo", action="store_true", help="discover on the built-in exchange simulator")
+    parser.add_argument("--demo-universe", type=int, default=None, metavar="N",
+                        help="with --demo: the simulator lists N perpetuals per venue (as main.py --demo-universe)")
     return parser.parse_args(argv)
 
 
@@ -47,7 +49,8 @@ def say(line: str) -> None:
 async def run(config: AppConfig, args: argparse.Namespace) -> int:
     simulator = None
     if args.demo:
-        simulator = Simulator(venues=[exchange.name for exchange in config.exchanges], port=0)
+        simulator = Simulator(venues=[exchange.name for exchange in config.exchanges], port=0,
+                              universe_size=args.demo_universe)
         await simulator.start()
         point_at_simulator(config, simulator)
     try:
