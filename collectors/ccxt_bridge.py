@@ -30,6 +30,7 @@ the last delta applied to each book (`last_delta`), whether live or replayed aft
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -54,8 +55,13 @@ LossListener = Callable[[Any], None]
 RefusalReader = Callable[[Any], "str | None"]
 """reader(decoded frame) -> the venue's words when the frame refuses a subscription, else None."""
 
-RefusalListener = Callable[[Any, str], None]
-"""listener(client, the venue's words) for a refused subscription."""
+RefusalListener = Callable[[Any, str, "str | None"], None]
+"""listener(client, the venue's words, the subscriber whose request was refused, None when the frame doesn't say)."""
+
+SUBSCRIBER: contextvars.ContextVar[str | None] = contextvars.ContextVar("futures_scan_subscriber", default=None)
+"""Who is subscribing in this task (a supervisor's name): requests ccxt sends on its behalf are remembered by id,
+so a refusal naming the request id reaches that supervisor only. ccxt sends from a task it spawns, which inherits
+the context."""
 
 LAST_DELTA = "futures_scan_last_delta"
 
@@ -92,9 +98,11 @@ class StreamingMixin:
         it into an unusable frame (KuCoin) or reject every waiter of the connection (Bitget)."""
         reader = self.refusal_reader
         if reader is not None and isinstance(message, dict) and (reason := reader(message)) is not None:
-            log.debug("%s refused a subscription: %s", self.id, reason)
+            request_id = message.get("id", message.get("req_id"))
+            owner = client.futures_scan_requests.get(str(request_id)) if request_id not in (None, "", 0) else None
+            log.debug("%s refused a subscription of %s: %s", self.id, owner, reason)
             for listener in list(self.refusal_listeners):
-                listener(client, reason)
+                listener(client, reason, owner)
             return None
         return super().handle_message(client, message)  # type: ignore[misc]
 
@@ -129,7 +137,19 @@ class StreamingMixin:
         ccxt_reject = client.reject
         ccxt_handle_message = client.handle_message
         ccxt_on_error, ccxt_on_close = client.on_error, client.on_close
+        ccxt_send = client.send
         loss_listeners: list[LossListener] = []
+        requests: dict[str, str] = {}
+
+        def send(message: Any) -> Any:
+            owner = SUBSCRIBER.get()
+            if owner is not None and isinstance(message, dict):
+                request_id = message.get("id", message.get("req_id"))
+                if request_id not in (None, ""):
+                    if len(requests) > 10_000:
+                        requests.clear()
+                    requests[str(request_id)] = owner
+            return ccxt_send(message)
 
         def resolve(result: Any, message_hash: str) -> Any:
             route = routes.get(message_hash)
@@ -176,6 +196,8 @@ class StreamingMixin:
         client.handle_message = handle_message
         client.on_error = on_error
         client.on_close = on_close
+        client.send = send
+        client.futures_scan_requests = requests
         client.futures_scan_loss_listeners = loss_listeners
         client.futures_scan_hooked = True
 

@@ -67,6 +67,7 @@ class ConnectionPool:
         while len(self.exchanges) <= index:
             extra = self._make()
             extra.set_markets_from_exchange(self.exchanges[0])
+            extra.open()  # binds it to the running loop, as load_markets does for the first instance
             self.exchanges.append(extra)
         return self.exchanges[index]
 

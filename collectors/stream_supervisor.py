@@ -38,7 +38,7 @@ from tenacity import (
     wait_fixed,
 )
 
-from collectors.ccxt_bridge import DesyncHandler, client_is_alive, fail_client, on_connection_end
+from collectors.ccxt_bridge import SUBSCRIBER, DesyncHandler, client_is_alive, fail_client, on_connection_end
 from collectors.market_state import MarketState
 from collectors.venues.base import StreamSpec
 from models.config import CollectionConfig
@@ -207,14 +207,18 @@ class StreamSupervisor:
         loop = asyncio.get_running_loop()
         refused: asyncio.Future[str] = loop.create_future()
 
-        def on_refusal(client: Any, reason: str) -> None:
-            if not refused.done():
+        def on_refusal(client: Any, reason: str, owner: str | None) -> None:
+            if not refused.done() and owner in (None, self.name):
                 refused.set_result(reason)
 
         known = self._subscription_keys()
         listeners = self.exchange.refusal_listeners
         listeners.add(on_refusal)
-        watch = asyncio.ensure_future(self.spec.watch(self.exchange, self.subscribed))
+        token = SUBSCRIBER.set(self.name)
+        try:
+            watch = asyncio.ensure_future(self.spec.watch(self.exchange, self.subscribed))
+        finally:
+            SUBSCRIBER.reset(token)
         try:
             done, _ = await asyncio.wait({watch, refused}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -30,6 +30,7 @@ TOPICS_PER_CONNECTION = 400
 with `exceed max subscription count limitation of 400 per session` (each symbol of a topic counts), so 400 here
 too. ccxt puts every topic on one connection: the collector opens more (133 symbols each with a book, 200
 without)."""
+CAP_ERROR_CODE = 509
 DEPTH_SNAPSHOT_LIMITS = (5, 50)
 """level2Depth<N> topics; beyond 50 levels only the incremental book (limit None: the full REST snapshot) serves."""
 HOUR_MS = 3_600_000
@@ -68,7 +69,10 @@ class KucoinFutures(Venue):
         session"}"""
         if not isinstance(message, dict) or message.get("type") != "error":
             return None
-        return f"{message.get('code')} {message.get('data')}"
+        text = str(message.get("data"))
+        if message.get("code") != CAP_ERROR_CODE and "exceed max subscription" not in text:
+            return None  # e.g. `401 token is expired`: ccxt handles it (the connection is redialed with a new token)
+        return f"{message.get('code')} {text}"
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         specs = [
