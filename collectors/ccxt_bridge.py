@@ -81,6 +81,9 @@ class StreamingMixin:
     """The frame ccxt's order-book handler was last given."""
     refusal_reader: RefusalReader | None
     refusal_listeners: set[RefusalListener]
+    last_sent: dict[str, float]
+    """subscriber -> time.monotonic() of the last request ccxt sent for it (a subscribe timeout counts from there:
+    ccxt's own throttle can hold requests back for seconds)."""
 
     def init_streaming(self, on_bad_frame: BadFrameHandler, refusal_reader: RefusalReader | None = None) -> None:
         self.routes = {}
@@ -92,6 +95,7 @@ class StreamingMixin:
         self.book_frame = None
         self.refusal_reader = refusal_reader
         self.refusal_listeners = set()
+        self.last_sent = {}
 
     def handle_message(self, client: Any, message: Any) -> Any:
         """A venue's refusal of a subscription goes to the supervisors waiting on one, not to ccxt: ccxt would turn
@@ -143,6 +147,8 @@ class StreamingMixin:
 
         def send(message: Any) -> Any:
             owner = SUBSCRIBER.get()
+            if owner is not None:
+                self.last_sent[owner] = time.monotonic()
             if owner is not None and isinstance(message, dict):
                 request_id = message.get("id", message.get("req_id"))
                 if request_id not in (None, ""):

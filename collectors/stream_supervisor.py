@@ -203,7 +203,8 @@ class StreamSupervisor:
 
     async def _subscribe(self, within: float) -> None:
         """Subscribe; returns once every symbol delivered. Raises SubscribeRefused when the venue refuses the
-        request (nothing is torn down: the connection serves other streams), SubscribeFailed when nothing came."""
+        request (nothing is torn down: the connection serves other streams), SubscribeFailed when nothing came within
+        `within` seconds of the last request ccxt sent for this batch (its throttle can hold requests back)."""
         loop = asyncio.get_running_loop()
         refused: asyncio.Future[str] = loop.create_future()
 
@@ -219,9 +220,17 @@ class StreamSupervisor:
             watch = asyncio.ensure_future(self.spec.watch(self.exchange, self.subscribed))
         finally:
             SUBSCRIBER.reset(token)
+        started = time.monotonic()
         try:
-            done, _ = await asyncio.wait({watch, refused}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                sent = self.exchange.last_sent.get(self.name, started)
+                remaining = max(sent, started) + within - time.monotonic()
+                done, _ = await asyncio.wait({watch, refused}, timeout=max(remaining, 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done or self.exchange.last_sent.get(self.name, started) == sent:
+                    break  # an answer, or `within` has passed since the last request was sent
         finally:
+            self.exchange.last_sent.pop(self.name, None)
             listeners.discard(on_refusal)
             if not watch.done():
                 watch.cancel()
