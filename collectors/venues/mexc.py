@@ -20,8 +20,8 @@ the previous toVersion + 1, else re-initialize, which ccxt doesn't check and the
 stream: the 24 h volume is read over REST (`/api/v3/ticker/24hr`) every funding_poll_seconds. MEXC allows 30
 subscriptions per spot connection (it answers the 31st with `Not Subscribed successfully! [...]. Reason： Blocked!`)
 and ccxt opens one connection for all spot streams, so the collector opens a connection per 10 symbols (3 streams
-each; 15 at depth 0). The contract socket has no documented cap: 600 subscriptions per connection (200 symbols with
-3 channels) is a conservative choice, in line with what other venues allow.
+each; 15 at depth 0). The contract socket has no documented cap: 300 subscriptions per connection (100 symbols with
+3 channels) is a conservative choice that also spreads the REST book snapshots, which ccxt throttles per instance.
 
 ccxt keeps a contract's book across a reconnect and applies the new connection's deltas to it without a new
 snapshot (spot: its reset looks the book up under the wrong key), which would leave levels that changed during the
@@ -52,7 +52,7 @@ BOOK_SNAPSHOT_DELAY = 5
 far longer on a quiet one, longer than a subscription may take)."""
 FUTURES_BATCH = 100
 SPOT_SUBSCRIPTIONS_PER_CONNECTION = 30
-FUTURES_SUBSCRIPTIONS_PER_CONNECTION = 600
+FUTURES_SUBSCRIPTIONS_PER_CONNECTION = 300
 SPOT_BATCH = 10
 
 
