@@ -6,6 +6,9 @@ of arguments, Bitget 50 channels advised. Batching the subscribe requests does n
 socket. So the pool holds extra ccxt instances of the same venue, each its own socket per URL, made cheaply: they
 share the first instance's loaded markets (`set_markets_from_exchange`), no second market load.
 
+With a cap, streams never use the first instance: it keeps the REST work (market list, funding polls), whose
+requests would otherwise queue in ccxt's per-instance throttle ahead of the REST book snapshots a stream needs.
+
 The pool also plans: each symbol costs the venue's `subscription_cost` per stream, each connection holds at most
 `connection_budget`, and new symbols fill the connections that have room before a new one is opened.
 """
@@ -26,6 +29,7 @@ class ConnectionPool:
     def __init__(self, venue: Venue, first: Any, make: Callable[[], Any]) -> None:
         self.venue = venue
         self.exchanges: list[Any] = [first]
+        self._first_stream = 1 if venue.connection_budget is not None else 0
         self._make = make
         self.load: list[int] = [0]
         """Budget used on each connection, in `subscription_cost` units."""
@@ -64,6 +68,7 @@ class ConnectionPool:
 
     def exchange(self, index: int) -> Any:
         """The ccxt instance of connection `index`, made on first use with the first instance's markets."""
+        index += self._first_stream
         while len(self.exchanges) <= index:
             extra = self._make()
             extra.set_markets_from_exchange(self.exchanges[0])
@@ -78,6 +83,11 @@ class ConnectionPool:
         if index is None or self.budget is None or symbol not in markets:
             return
         self.load[index] = max(0, self.load[index] - (self.cost(specs, markets[symbol]) - held))
+
+    @property
+    def connections(self) -> int:
+        """Instances that stream (each its own socket per URL)."""
+        return max(1, len(self.exchanges) - self._first_stream)
 
     @property
     def frames_received(self) -> int:

@@ -120,7 +120,7 @@ class ExchangeCollector:
     @property
     def connections(self) -> int:
         """ccxt instances in use (each its own socket per URL)."""
-        return len(self._pool.exchanges) if self._pool is not None else 0
+        return self._pool.connections if self._pool is not None else 0
 
     def _reconcile(self) -> None:
         listed = {symbol for symbol in self.wanted if self.lists(symbol)}
@@ -170,9 +170,9 @@ class ExchangeCollector:
                     task = asyncio.create_task(supervisor.run(), name=f"{self.venue.source_id}-{supervisor.name}")
                     self._supervisors[supervisor] = task
                     task.add_done_callback(lambda _, s=supervisor: self._supervisors.pop(s, None))
-        if len(self._pool.exchanges) > 1:
+        if self._pool.budget is not None:
             self.log.info("%d symbols over %d connections (cap %s per connection)", len(self.states),
-                          len(self._pool.exchanges), self._pool.budget)
+                          self._pool.connections, self._pool.budget)
         self._funding_refresh.set()
 
     def _reattach(self, symbol: str) -> bool:
