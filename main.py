@@ -73,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="simulator book updates per symbol per second with --demo (default 5)",
     )
     parser.add_argument(
+        "--demo-universe",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --demo: the simulator lists N perpetuals per venue (realistic names, e.g. 300; default: 25 majors)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="override logging.level from the config",
@@ -233,6 +240,7 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
             venues=[exchange.name for exchange in config.exchanges],
             port=args.demo_port,
             rate=args.demo_rate,
+            universe_size=args.demo_universe,
         )
         await simulator.start()
         point_at_simulator(config, simulator)

@@ -16,6 +16,9 @@ until someone calls `watch_*` again, which a collector that subscribed once neve
 only rejects after an unsubscribe round trip, with the mismatching diff already applied to the book;
 the rejection is made at once instead, so nothing can publish that book in the meantime.
 
+The fifth hook (`handle_message`) hands a venue's refusal of a subscription, read by the venue module, to the
+supervisors waiting on a subscription (see stream_supervisor).
+
 The fourth hook hears a connection end (closed by the venue, failed, torn down), the moment the books it
 fed stop being the venue's: ccxt keeps their old levels until a new snapshot arrives.
 
@@ -27,6 +30,7 @@ the last delta applied to each book (`last_delta`), whether live or replayed aft
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -48,6 +52,17 @@ DesyncHandler = Callable[[BaseException, Any], None]
 LossListener = Callable[[Any], None]
 """listener(client) for a connection that ended."""
 
+RefusalReader = Callable[[Any], "str | None"]
+"""reader(decoded frame) -> the venue's words when the frame refuses a subscription, else None."""
+
+RefusalListener = Callable[[Any, str, "str | None"], None]
+"""listener(client, the venue's words, the subscriber whose request was refused, None when the frame doesn't say)."""
+
+SUBSCRIBER: contextvars.ContextVar[str | None] = contextvars.ContextVar("futures_scan_subscriber", default=None)
+"""Who is subscribing in this task (a supervisor's name): requests ccxt sends on its behalf are remembered by id,
+so a refusal naming the request id reaches that supervisor only. ccxt sends from a task it spawns, which inherits
+the context."""
+
 LAST_DELTA = "futures_scan_last_delta"
 
 log = logging.getLogger("ccxt_bridge")
@@ -64,8 +79,13 @@ class StreamingMixin:
     receipt_ns: int
     book_frame: Any
     """The frame ccxt's order-book handler was last given."""
+    refusal_reader: RefusalReader | None
+    refusal_listeners: set[RefusalListener]
+    last_sent: dict[str, float]
+    """subscriber -> time.monotonic() of the last request ccxt sent for it (a subscribe timeout counts from there:
+    ccxt's own throttle can hold requests back for seconds)."""
 
-    def init_streaming(self, on_bad_frame: BadFrameHandler) -> None:
+    def init_streaming(self, on_bad_frame: BadFrameHandler, refusal_reader: RefusalReader | None = None) -> None:
         self.routes = {}
         self.desyncs = {}
         self.on_bad_frame = on_bad_frame
@@ -73,6 +93,22 @@ class StreamingMixin:
         self.receipt_ms = 0
         self.receipt_ns = 0
         self.book_frame = None
+        self.refusal_reader = refusal_reader
+        self.refusal_listeners = set()
+        self.last_sent = {}
+
+    def handle_message(self, client: Any, message: Any) -> Any:
+        """A venue's refusal of a subscription goes to the supervisors waiting on one, not to ccxt: ccxt would turn
+        it into an unusable frame (KuCoin) or reject every waiter of the connection (Bitget)."""
+        reader = self.refusal_reader
+        if reader is not None and isinstance(message, dict) and (reason := reader(message)) is not None:
+            request_id = message.get("id", message.get("req_id"))
+            owner = client.futures_scan_requests.get(str(request_id)) if request_id not in (None, "", 0) else None
+            log.debug("%s refused a subscription of %s: %s", self.id, owner, reason)
+            for listener in list(self.refusal_listeners):
+                listener(client, reason, owner)
+            return None
+        return super().handle_message(client, message)  # type: ignore[misc]
 
     def handle_order_book(self, client: Any, message: Any) -> Any:
         self.book_frame = message
@@ -105,7 +141,21 @@ class StreamingMixin:
         ccxt_reject = client.reject
         ccxt_handle_message = client.handle_message
         ccxt_on_error, ccxt_on_close = client.on_error, client.on_close
+        ccxt_send = client.send
         loss_listeners: list[LossListener] = []
+        requests: dict[str, str] = {}
+
+        def send(message: Any) -> Any:
+            owner = SUBSCRIBER.get()
+            if owner is not None:
+                self.last_sent[owner] = time.monotonic()
+            if owner is not None and isinstance(message, dict):
+                request_id = message.get("id", message.get("req_id"))
+                if request_id not in (None, ""):
+                    if len(requests) > 10_000:
+                        requests.clear()
+                    requests[str(request_id)] = owner
+            return ccxt_send(message)
 
         def resolve(result: Any, message_hash: str) -> Any:
             route = routes.get(message_hash)
@@ -152,6 +202,8 @@ class StreamingMixin:
         client.handle_message = handle_message
         client.on_error = on_error
         client.on_close = on_close
+        client.send = send
+        client.futures_scan_requests = requests
         client.futures_scan_loss_listeners = loss_listeners
         client.futures_scan_hooked = True
 
@@ -173,9 +225,11 @@ def streaming_exchange_class(ccxt_id: str) -> type:
     return type(f"Streaming{base.__name__}", (StreamingMixin, base), {})
 
 
-def create_exchange(ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrameHandler) -> Any:
+def create_exchange(
+    ccxt_id: str, config: dict[str, Any], on_bad_frame: BadFrameHandler, refusal_reader: RefusalReader | None = None
+) -> Any:
     exchange = streaming_exchange_class(ccxt_id)(config)
-    exchange.init_streaming(on_bad_frame)
+    exchange.init_streaming(on_bad_frame, refusal_reader)
     return exchange
 
 

@@ -6,7 +6,10 @@ and skipped. Nothing in this task can stop another venue's task.
 
 The wanted symbols can change while it runs (`want`): symbols that arrive get their own new batch
 of subscriptions, symbols that leave stop being processed at once; the other symbols' streams are
-not touched.
+not touched. A symbol that comes back while the batch it left still streams it (a venue that can only
+unsubscribe a whole batch) goes back to that batch rather than being subscribed a second time.
+
+Symbols are spread over as many connections as the venue's per-connection cap requires (ConnectionPool).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import ccxt
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_chain, wait_fixed
 
 from collectors.ccxt_bridge import create_exchange
+from collectors.connection_pool import BudgetExceeded, ConnectionPool
 from collectors.market_state import MarketState
 from collectors.stream_supervisor import StreamSupervisor
 from collectors.venues import Venue
@@ -55,6 +59,7 @@ class ExchangeCollector:
         self.markets_loaded = asyncio.Event()
         self.log = logging.getLogger(venue.source_id)
         self._exchange: Any = None
+        self._pool: ConnectionPool | None = None
         self._supervisors: dict[StreamSupervisor, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._batch_numbers = itertools.count(1)
@@ -95,6 +100,8 @@ class ExchangeCollector:
             self.log.warning("reloading markets failed, keeping the previous list: %s: %s",
                              type(error).__name__, str(error)[:300])
             return None
+        if self._pool is not None:
+            self._pool.share_markets()
         after = self._active_symbols()
         self._reconcile()
         return sorted(after - before), sorted(before - after)
@@ -113,10 +120,9 @@ class ExchangeCollector:
     # --- the task --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        exchange = create_exchange(self.venue.ccxt_id, self._ccxt_config(), self._on_bad_frame)
-        if self.config.sandbox:
-            exchange.set_sandbox_mode(True)
+        exchange = self._new_exchange()
         self._exchange = exchange
+        self._pool = ConnectionPool(self.venue, exchange, self._new_exchange)
         try:
             await self._load_markets(exchange)
             self.markets_loaded.set()
@@ -128,8 +134,20 @@ class ExchangeCollector:
         finally:
             await self._stop_everything()
             self.markets_loaded.clear()
+            await self._pool.close()
             await exchange.close()
             self.log.info("closed")
+
+    def _new_exchange(self) -> Any:
+        exchange = create_exchange(self.venue.ccxt_id, self._ccxt_config(), self._on_bad_frame, self.venue.refusal)
+        if self.config.sandbox:
+            exchange.set_sandbox_mode(True)
+        return exchange
+
+    @property
+    def connections(self) -> int:
+        """ccxt instances in use (each its own socket per URL)."""
+        return self._pool.connections if self._pool is not None else 0
 
     def _reconcile(self) -> None:
         listed = {symbol for symbol in self.wanted if self.lists(symbol)}
@@ -157,21 +175,55 @@ class ExchangeCollector:
                 market=self.venue.market,
                 base=market.get("base"),
             )
-        states = [self.states[symbol] for symbol in symbols]
+        specs = self.venue.streams(self.collection.orderbook_depth)
+        new = [symbol for symbol in symbols if not self._reattach(symbol)]
+        assert self._pool is not None
+        try:
+            placed = self._pool.place(new, specs, markets)
+        except BudgetExceeded as error:
+            self.log.error("cannot subscribe within the venue's per-connection cap: %s", error)
+            return
         batch = next(self._batch_numbers)
-        for spec in self.venue.streams(self.collection.orderbook_depth):
-            for start in range(0, len(states), spec.max_symbols):
-                supervisor = StreamSupervisor(
-                    self._exchange, spec, f"{spec.name}#{batch}.{start // spec.max_symbols + 1}",
-                    states[start : start + spec.max_symbols], self.publisher.submit, self.stats, self.collection,
-                )
-                task = asyncio.create_task(supervisor.run(), name=f"{self.venue.source_id}-{supervisor.name}")
-                self._supervisors[supervisor] = task
-                task.add_done_callback(lambda _, s=supervisor: self._supervisors.pop(s, None))
+        for index, group in sorted(placed.items()):
+            exchange = self._pool.exchange(index)
+            states = [self.states[symbol] for symbol in group]
+            where = f"@{index + 1}" if self._pool.budget is not None else ""
+            for spec in specs:
+                for start in range(0, len(states), spec.max_symbols):
+                    supervisor = StreamSupervisor(
+                        exchange, spec, f"{spec.name}#{batch}.{start // spec.max_symbols + 1}{where}",
+                        states[start : start + spec.max_symbols], self.publisher.submit, self.stats, self.collection,
+                    )
+                    task = asyncio.create_task(supervisor.run(), name=f"{self.venue.source_id}-{supervisor.name}")
+                    self._supervisors[supervisor] = task
+                    task.add_done_callback(lambda _, s=supervisor: self._supervisors.pop(s, None))
+        if self._pool.budget is not None:
+            self.log.info("%d symbols over %d connections (cap %s per connection)", len(self.states),
+                          self._pool.connections, self._pool.budget)
         self._funding_refresh.set()
+
+    def _reattach(self, symbol: str) -> bool:
+        """A symbol that left a batch the venue could only unsubscribe whole is still streamed by that batch's
+        connection: hand it back to that batch, so no second subscription (and no second socket feeding the same
+        state) appears. True when every stream of the symbol found such a batch."""
+        found = [
+            supervisor
+            for supervisor, task in self._supervisors.items()
+            if not task.done() and not task.cancelling() and not supervisor.spec.unwatch_each
+            and symbol in supervisor.subscribed and symbol not in supervisor.states
+        ]
+        names = {spec.name for spec in self.venue.streams(self.collection.orderbook_depth)}
+        if {supervisor.spec.name for supervisor in found} != names:
+            return False
+        for supervisor in found:
+            supervisor.attach(self.states[symbol])
+        self.log.info("%s resumes on the batch still streaming it", symbol)
+        return True
 
     def _stop_symbol(self, symbol: str) -> None:
         state = self.states.pop(symbol)
+        if self._pool is not None:
+            self._pool.release(symbol)
         self.publisher.forget(state.routing_key)
         self._reported_unlisted.discard(symbol)
         for supervisor, task in list(self._supervisors.items()):
@@ -268,7 +320,7 @@ class ExchangeCollector:
         while True:
             await asyncio.sleep(1)
             now = time.time_ns() // 1_000_000
-            self.stats.frames = self._exchange.frames_received
+            self.stats.frames = self._pool.frames_received if self._pool is not None else 0
             self.stats.stale_symbols = sorted(
                 symbol for symbol, state in self.states.items() if now - (state.quote_received_ms or 0) > stale_after_ms
             )

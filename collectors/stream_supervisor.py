@@ -12,6 +12,11 @@ finding out it doesn't chain, and keeps the old levels across a reconnect until 
 So the states drop their book whenever the stream stops being trusted (its connection ends, a gap is found,
 it resubscribes) and take one again only from the stream's own route: messages carry `orderbook: null`
 in between.
+
+A venue can refuse a subscription (a per-connection cap: KuCoin's `exceed max subscription count limitation of 400
+per session`, MEXC spot's `Not Subscribed successfully! ... Blocked!`). The venue module reads its refusal frame;
+the supervisor whose subscription was pending on that connection logs it once as an ERROR with the venue's words,
+leaves the shared connection alone (the other streams on it are healthy) and tries again only after a long pause.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from tenacity import (
     wait_fixed,
 )
 
-from collectors.ccxt_bridge import DesyncHandler, client_is_alive, fail_client, on_connection_end
+from collectors.ccxt_bridge import SUBSCRIBER, DesyncHandler, client_is_alive, fail_client, on_connection_end
 from collectors.market_state import MarketState
 from collectors.venues.base import StreamSpec
 from models.config import CollectionConfig
@@ -42,6 +47,9 @@ from utils.statistics import ExchangeStats
 HEALTHY_SESSION_SECONDS = 30.0
 """A session that lasted this long resets the backoff; shorter ones back off before redialing."""
 UNWATCH_TIMEOUT_SECONDS = 10.0
+REFUSAL_RETRY_SECONDS = 300.0
+"""After a venue refused a subscription, the batch asks again only this much later: refusals (a cap) rarely
+clear quickly, and asking in a tight loop can get an IP banned."""
 
 
 class StreamLost(Exception):
@@ -50,6 +58,10 @@ class StreamLost(Exception):
 
 class SubscribeFailed(Exception):
     """Subscribing did not produce data."""
+
+
+class SubscribeRefused(Exception):
+    """The venue answered the subscribe request with a refusal (its own words are the message)."""
 
 
 class StreamSupervisor:
@@ -75,13 +87,11 @@ class StreamSupervisor:
         self.last_data = 0.0
         self.subscribed: list[str] = []
         """The symbols of the current session's watch call (ccxt keys its subscription by them)."""
+        self.refusals = 0
 
     async def run(self) -> None:
         for state in self.states.values():
-            route, on_desync = self._route(state), self._on_desync(state.symbol)
-            for message_hash in self.spec.hashes_for(self.exchange, state.symbol):
-                self.exchange.routes[message_hash] = route
-                self.exchange.desyncs[message_hash] = on_desync
+            self._register(state)
         try:
             while self.states:
                 started = time.monotonic()
@@ -89,6 +99,9 @@ class StreamSupervisor:
                     async for attempt in self._retrying():
                         with attempt:
                             await self._session()
+                except SubscribeRefused as refused:
+                    self._on_refused(str(refused))
+                    await asyncio.sleep(REFUSAL_RETRY_SECONDS)
                 except StreamLost as lost:
                     self.stats.streams_up[self.name] = False
                     self.stats.reconnects += 1
@@ -99,6 +112,31 @@ class StreamSupervisor:
             for symbol in self.states:
                 self._unroute(symbol)
             self.stats.streams_up.pop(self.name, None)
+
+    def _register(self, state: MarketState) -> None:
+        route, on_desync = self._route(state), self._on_desync(state.symbol)
+        for message_hash in self.spec.hashes_for(self.exchange, state.symbol):
+            self.exchange.routes[message_hash] = route
+            self.exchange.desyncs[message_hash] = on_desync
+
+    def attach(self, state: MarketState) -> None:
+        """Take back a symbol this batch still streams (it was detached, and the venue can only unsubscribe the
+        whole batch): its updates feed `state` again, from this batch's connection only."""
+        self.states[state.symbol] = state
+        if self.spec.check is not None:
+            self.spec.check.restart(state.symbol)
+        self._register(state)
+
+    def _on_refused(self, reason: str) -> None:
+        self.refusals += 1
+        self.stats.errors += 1
+        self.stats.streams_up[self.name] = False
+        if self.refusals == 1:
+            self.log.error("%s: the venue refused the subscription: %s; the connection stays up for its other "
+                           "streams; asking again in %g s", self.name, reason, REFUSAL_RETRY_SECONDS)
+        else:
+            self.log.warning("%s: refused again (%d times): %s; asking again in %g s", self.name, self.refusals,
+                             reason, REFUSAL_RETRY_SECONDS)
 
     def detach(self, symbol: str) -> bool:
         """Stop processing `symbol` now; True when the batch has no symbol left."""
@@ -127,7 +165,7 @@ class StreamSupervisor:
         delays = self.collection.retry_delays
         return AsyncRetrying(
             wait=wait_chain(*(wait_fixed(delay) for delay in delays)),
-            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(StreamLost),
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type((StreamLost, SubscribeRefused)),
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -150,11 +188,7 @@ class StreamSupervisor:
         self._distrust_books()
         if not self.subscribed:
             return
-        try:
-            await asyncio.wait_for(self.spec.watch(self.exchange, self.subscribed), timeout=stale_after)
-        except TimeoutError:
-            self._tear_down(f"no data within {stale_after:g} s of subscribing")
-            raise SubscribeFailed(f"no data within {stale_after:g} s of subscribing") from None
+        await self._subscribe(stale_after)
         self.stats.streams_up[self.name] = True
         self.log.info("%s streaming %s", self.name, ", ".join(self.subscribed))
         check_every = min(1.0, stale_after / 4)
@@ -166,6 +200,59 @@ class StreamSupervisor:
             if silent_for > stale_after:
                 self._tear_down(f"silent for {silent_for:.1f} s")
                 raise StreamLost(f"silent for {silent_for:.1f} s; redialing")
+
+    async def _subscribe(self, within: float) -> None:
+        """Subscribe; returns once every symbol delivered. Raises SubscribeRefused when the venue refuses the
+        request (nothing is torn down: the connection serves other streams), SubscribeFailed when nothing came within
+        `within` seconds of the last request ccxt sent for this batch (its throttle can hold requests back)."""
+        loop = asyncio.get_running_loop()
+        refused: asyncio.Future[str] = loop.create_future()
+
+        def on_refusal(client: Any, reason: str, owner: str | None) -> None:
+            if not refused.done() and owner in (None, self.name):
+                refused.set_result(reason)
+
+        known = self._subscription_keys()
+        listeners = self.exchange.refusal_listeners
+        listeners.add(on_refusal)
+        token = SUBSCRIBER.set(self.name)
+        try:
+            watch = asyncio.ensure_future(self.spec.watch(self.exchange, self.subscribed))
+        finally:
+            SUBSCRIBER.reset(token)
+        started = time.monotonic()
+        try:
+            while True:
+                sent = self.exchange.last_sent.get(self.name, started)
+                remaining = max(sent, started) + within - time.monotonic()
+                done, _ = await asyncio.wait({watch, refused}, timeout=max(remaining, 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done or self.exchange.last_sent.get(self.name, started) == sent:
+                    break  # an answer, or `within` has passed since the last request was sent
+        finally:
+            self.exchange.last_sent.pop(self.name, None)
+            listeners.discard(on_refusal)
+            if not watch.done():
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watch
+        if watch in done:
+            watch.result()
+            return
+        if refused in done:
+            # ccxt remembers a subscription as sent and would never send it again: forget what this call added
+            self._forget_subscriptions(known)
+            raise SubscribeRefused(refused.result())
+        self._tear_down(f"no data within {within:g} s of subscribing")
+        raise SubscribeFailed(f"no data within {within:g} s of subscribing")
+
+    def _subscription_keys(self) -> dict[str, set[str]]:
+        return {url: set(client.subscriptions) for url, client in (self.exchange.clients or {}).items()}
+
+    def _forget_subscriptions(self, known: dict[str, set[str]]) -> None:
+        for url, client in (self.exchange.clients or {}).items():
+            for key in set(client.subscriptions) - known.get(url, set()):
+                client.subscriptions.pop(key, None)
 
     def _tear_down(self, reason: str) -> None:
         clients = self.clients or self._clients_by_subscription()

@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every", nargs="?", type=float, const=0.0, default=None, metavar="SECONDS",
                         help="rediscover forever, a round every SECONDS (without a value: the config's "
                              "discovery.interval_seconds, default 21600); writes only when the universe changed")
+    parser.add_argument("--demo-universe", type=int, default=None, metavar="N",
+                        help="with --demo: the simulator lists N perpetuals per venue (as main.py --demo-universe)")
     return parser.parse_args(argv)
 
 
@@ -75,7 +77,8 @@ def every_seconds(config: AppConfig, args: argparse.Namespace) -> float | str:
 async def run(config: AppConfig, args: argparse.Namespace, every: float | None = None) -> int:
     simulator = None
     if args.demo:
-        simulator = Simulator(venues=[exchange.name for exchange in config.exchanges], port=0)
+        simulator = Simulator(venues=[exchange.name for exchange in config.exchanges], port=0,
+                              universe_size=args.demo_universe)
         await simulator.start()
         point_at_simulator(config, simulator)
     validate_seconds = args.validate_seconds if args.validate else None

@@ -10,6 +10,7 @@ import logging
 import signal
 from pathlib import Path
 
+from simulator.instruments import MAX_UNIVERSE
 from simulator.replay import CaptureError, ReplayServer, load_capture
 from simulator.server import DEFAULT_PORT, FAULTS, VENUE_NAMES, Simulator
 
@@ -43,6 +44,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--symbols", type=int, default=None, help="list only the first N instruments (default: all)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
+        "--universe-size", type=_universe_size, default=None, metavar="N",
+        help=f"list N perpetuals per venue (at most {MAX_UNIVERSE}) with realistic names and multipliers "
+        "(1000PEPE, 1000BONK, ...), each venue a slightly different set chosen by --seed; default: the 25 majors",
+    )
+    parser.add_argument(
+        "--port-file", type=Path, default=None, metavar="PATH",
+        help="write the port listened on to PATH once ready (handy with --port 0)",
+    )
+    parser.add_argument(
         "--replay",
         metavar="DIR",
         type=Path,
@@ -71,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _universe_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_UNIVERSE:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_UNIVERSE}, got {text}")
+    return value
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -91,8 +108,11 @@ async def serve(args: argparse.Namespace) -> None:
             rate=args.rate,
             symbols=args.symbols,
             seed=args.seed,
+            universe_size=args.universe_size,
         )
     await simulator.start()
+    if args.port_file is not None:
+        args.port_file.write_text(f"{simulator.port}\n")
     overrides = [{"name": name, "ccxt": simulator.ccxt_config(name)} for name in simulator.venues]
     print("Put these entries under \"exchanges\" in config.json to collect from the simulator:")
     print(json.dumps(overrides, indent=2))

@@ -35,6 +35,8 @@ DEPTH_CADENCES_MS: dict[str, int] = {"depth": 250, "depth@100ms": 100, "depth@50
 SPOT_DEPTH_CADENCES_MS: dict[str, int] = {"depth": 1000, "depth@100ms": 100}
 MARK_PRICE_CADENCES_MS: dict[str, int] = {"markPrice": 3000, "markPrice@1s": 1000}
 TICKER_CHANNELS: frozenset[str] = frozenset({"bookTicker", "miniTicker", "ticker"})
+MAX_STREAMS_PER_CONNECTION = 1024
+"""Binance: `A single connection can listen to a maximum of 1024 streams`; it closes a connection asking for more."""
 ALL_BOOK_TICKERS = "!bookTicker"
 ALL_MINI_TICKERS = "!miniTicker@arr"
 ALL_TICKERS = "!ticker@arr"
@@ -240,6 +242,10 @@ class BinanceMarketSimulator(VenueSimulator):
         topics = [self._topic(param) for param in params]
         if None in topics:
             await self._reply_error(session, request_id, 2, "Invalid request: invalid stream")
+            return
+        if add and len(session.topics | set(topics)) > MAX_STREAMS_PER_CONNECTION:  # type: ignore[arg-type]
+            # Binance acknowledges nothing past its cap: it closes the connection
+            await session.ws.close(code=1008, message=b"Too many streams")
             return
         for topic in topics:
             assert topic is not None

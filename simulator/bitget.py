@@ -41,6 +41,8 @@ PRODUCT_TYPES = (LISTED_PRODUCT_TYPE, "COIN-FUTURES", "USDC-FUTURES", "SUSDT-FUT
 """What /api/v2/mix/market/contracts accepts; ccxt asks for each of them."""
 WS_INST_TYPES = frozenset({*PRODUCT_TYPES, "SPOT"})
 SUCCESS_CODE = "00000"
+MAX_CHANNELS_PER_CONNECTION = 1000
+"""Bitget: at most 1000 channels per connection (under 50 advised)."""
 TICKER_CHANNEL = "ticker"
 INCREMENTAL_BOOK_CHANNEL = "books"
 TICKER_PUSH_MS = 200
@@ -199,6 +201,10 @@ class BitgetSimulator(VenueSimulator):
                 await self.send(session, {"event": "error", "arg": raw, "code": code, "msg": text, "op": op})
                 continue
             topic = f"{arg['channel']}.{arg['instId']}"
+            if op == "subscribe" and topic not in session.topics and len(session.topics) >= MAX_CHANNELS_PER_CONNECTION:
+                await self.send(session, {"event": "error", "arg": raw, "code": 30006,
+                                          "msg": "subscribe channel exceeds the limit", "op": op})
+                continue
             await self.send(session, {"event": op, "arg": arg})
             if op == "unsubscribe":
                 self.unsubscribe(session, topic)

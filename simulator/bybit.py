@@ -42,6 +42,8 @@ BOOK_PUSH_INTERVAL_MS = {1: 10, 50: 20, 200: 100, 1000: 200}
 """Linear order book depths and how often Bybit pushes each of them."""
 SPOT_BOOK_PUSH_INTERVAL_MS = {1: 10, 50: 20, 200: 200, 1000: 200}
 SPOT_MAX_TOPICS_PER_REQUEST = 10
+MAX_ARGS_CHARS_PER_CONNECTION = 21_000
+"""Bybit: `args` of one connection may not exceed 21,000 characters (every topic subscribed on it, as sent)."""
 LEVEL1_REPEAT_MS = 3_000
 """Depth 1 re-sends its snapshot after this long without a change."""
 TICKER_REFRESH_MS = 1_000
@@ -220,6 +222,9 @@ class BybitMarketSimulator(VenueSimulator):
             )
         elif problem := next(filter(None, (self._topic_problem(str(topic)) for topic in topics)), None):
             await self.send(session, {**reply, "success": False, "ret_msg": problem, "op": op})
+        elif _args_chars(session.topics | {str(topic) for topic in topics}) > MAX_ARGS_CHARS_PER_CONNECTION:
+            ret_msg = f"args length >{MAX_ARGS_CHARS_PER_CONNECTION}"
+            await self.send(session, {**reply, "success": False, "ret_msg": ret_msg, "op": op})
         else:
             await self.send(session, {**reply, "op": op})
             for topic in topics:
@@ -744,6 +749,11 @@ def _day_stats(book: SimulatedBook) -> DayStats:
     }
     high, low = max(mid, round(mid * 1.01)), min(prev_24h, mid)
     return DayStats(prev_24h, high, low, mid, "ZeroPlusTick", static_fields)
+
+
+def _args_chars(topics: set[str]) -> int:
+    """The characters of a JSON `args` array holding these topics."""
+    return sum(len(topic) + 3 for topic in topics)
 
 
 SIMULATOR = BybitSimulator

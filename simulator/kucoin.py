@@ -40,6 +40,9 @@ DEFAULT_PING_INTERVAL_MS = 18_000
 """What bullet-public announces; ccxt pings at this interval."""
 PING_TIMEOUT_MS = 10_000
 MAX_TOPICS_PER_REQUEST = 100
+MAX_TOPICS_PER_SESSION = 400
+"""Each symbol of a topic counts; past it KuCoin answers `exceed max subscription count limitation of 400 per
+session` and subscribes nothing of that request."""
 DEPTH_PUSH_INTERVAL_MS = 100
 PHANTOM_LIFETIME_MS = 50
 """A crossed level2 bid lives this long when no book update removes it first (e.g. while frozen)."""
@@ -464,6 +467,11 @@ class KucoinSimulator(VenueSimulator):
         if len(symbols) > MAX_TOPICS_PER_REQUEST:
             await self._reply_error(session, request_id, 509, f"exceed max subscription count limitation of "
                                                               f"{MAX_TOPICS_PER_REQUEST} per time")
+            return
+        if add and len(session.topics | {self.feeds[symbol].topics[channel] for symbol in symbols}) > \
+                MAX_TOPICS_PER_SESSION:
+            await self._reply_error(session, request_id, 509, f"exceed max subscription count limitation of "
+                                                              f"{MAX_TOPICS_PER_SESSION} per session")
             return
         for symbol in symbols:
             feed = self.feeds[symbol]

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator.book import ReferenceMarket, SimulatedBook
-from simulator.instruments import INSTRUMENTS
+from simulator.instruments import INSTRUMENTS, universe, venue_listing
 from simulator.venue import Gap, VenueSimulator
 
 log = logging.getLogger("simulator")
@@ -53,13 +53,17 @@ class Simulator:
         rate: float = 5.0,
         symbols: int | None = None,
         seed: int = 7,
+        universe_size: int | None = None,
     ) -> None:
+        """`universe_size`: list that many perpetuals (realistic names and multipliers, each venue a slightly
+        different set) instead of today's 25; `symbols` then takes the first N of the universe."""
         names = venues or list(VENUE_NAMES)
         classes = {name: venue_class(name) for name in names}
-        instruments = INSTRUMENTS[:symbols] if symbols else INSTRUMENTS
+        instruments = universe(universe_size, seed) if universe_size else INSTRUMENTS
+        instruments = instruments[:symbols] if symbols else instruments
         reference = ReferenceMarket(seed)
         self.venues: dict[str, VenueSimulator] = {
-            name: classes[name](instruments, reference, rate, seed) for name in names
+            name: classes[name](venue_listing(instruments, name, seed), reference, rate, seed) for name in names
         }
         self.host = host
         self.port = port

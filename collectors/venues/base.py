@@ -40,6 +40,8 @@ class StreamSpec:
     check: SequenceCheck | None = None
     """Looks at each book update before it is applied, for a gap ccxt tolerates; a returned reason means the
     stream can no longer be trusted: the connection is redialed and its books resync."""
+    topics_per_symbol: int = 1
+    """Subscriptions the venue counts per symbol of this stream (channels riding on it count too)."""
 
     def hash_for(self, exchange: Any, symbol: str) -> str:
         if self.message_hash is not None:
@@ -136,6 +138,19 @@ class Venue(ABC):
     """ccxt reports this venue's book and quote sizes in contracts; they are multiplied by the
     market's contractSize. False where ccxt already converts them to coins."""
 
+    connection_budget: ClassVar[int | None] = None
+    """What one connection may carry, in the units of `subscription_cost` (topics, or characters on Bybit), within
+    the venue's per-connection cap. The collector opens as many connections as the wanted symbols need. None: one
+    connection carries everything, or ccxt spreads the subscriptions over sockets itself (Binance)."""
+
+    def subscription_cost(self, spec: StreamSpec, market: dict[str, Any]) -> int:
+        """What subscribing one symbol (`market`) to `spec` takes from `connection_budget`."""
+        return spec.topics_per_symbol
+
+    def refusal(self, message: Any) -> str | None:
+        """The venue's own words when `message` (a decoded frame) refuses a subscription, else None."""
+        return None
+
     @property
     def source_id(self) -> str:
         """binance, binance.spot, ...: the name in logs, statistics and control replies."""
@@ -165,6 +180,13 @@ class Venue(ABC):
     @property
     def polls_funding(self) -> bool:
         return type(self).poll_funding is not Venue.poll_funding
+
+
+def event_error(message: dict[str, Any]) -> str | None:
+    """OKX's and Bitget's refusal: {"event": "error", "code": ..., "msg": ...}."""
+    if message.get("event") != "error":
+        return None
+    return f"{message.get('code')} {message.get('msg')}".strip()
 
 
 def number(value: Any) -> float | None:

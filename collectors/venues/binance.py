@@ -10,6 +10,10 @@ interval differs from Binance's default of 8 h, so unlisted symbols are 8 h by B
 Spot streams: bookTicker, depth diffs @100ms (synced to an /api/v3/depth snapshot) and miniTicker,
 on the spot stream. Spot has no funding, mark or index price, and its bookTicker carries no time.
 Sizes are coins on both markets (USDⓈ-M contracts are one coin each).
+
+Binance allows 1024 streams per connection (it closes a connection that asks for more). ccxt spreads
+subscriptions over sockets itself (`streamLimits`, 50 per market type) and refuses, before sending, to put more
+than `subscriptionLimitByStream` on one: set here to Binance's 1024 (ccxt's default is 200, the old limit).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collectors.market_state import MarketState
 from collectors.venues.base import FundingSnapshot, StreamSpec, Venue, integer, number
 
 DEFAULT_FUNDING_INTERVAL_HOURS = 8.0
+STREAMS_PER_CONNECTION = 1024
 SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 """Depths /fapi/v1/depth accepts; deeper costs more request weight (2 up to 50, 5 for 100, 20 for 1000)."""
 SPOT_SNAPSHOT_MAX_LIMIT = 5000
@@ -83,6 +88,7 @@ class Binance(Venue):
         "enableRateLimit": True,
         # Market data needs no currency list; with API keys ccxt would fetch it from the spot API (sapi).
         "has": {"fetchCurrencies": False},
+        "options": {"subscriptionLimitByStream": {"linear": STREAMS_PER_CONNECTION}},
     }
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
@@ -130,6 +136,7 @@ class BinanceSpot(Venue):
             "defaultType": "spot",
             "fetchMargins": False,
             "fetchCurrencies": False,
+            "subscriptionLimitByStream": {"spot": STREAMS_PER_CONNECTION},
         },
     }
     sizes_in_contracts = False

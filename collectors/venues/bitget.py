@@ -13,6 +13,10 @@ Bitget contract a contractSize of 1 and passes bidSz/askSz/book sizes/baseVolume
 Bitget closes a connection that sends more than 10 messages a second (pings included) and takes at most
 4096 bytes of arguments per subscribe, so subscribe and unsubscribe requests are paced and batches hold
 50 symbols. ccxt unsubscribes one symbol per request.
+
+Bitget allows 1000 channels per connection and advises fewer than 50; ccxt puts every channel on one connection, so
+the collector opens a connection per 25 symbols (two channels each). Each connection paces its own requests. A
+refusal is {"event": "error", "code": ..., "msg": ...}.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from collectors.market_state import MarketState
-from collectors.venues.base import StreamSpec, Venue, integer, number
+from collectors.venues.base import StreamSpec, Venue, event_error, integer, number
 
 SNAPSHOT_BOOK_DEPTHS = (1, 5, 15)
 """books1/books5/books15: the whole top N at every push. Deeper books come from `books`."""
 MAX_SYMBOLS_PER_REQUEST = 50
 """A ticker or books argument is ~65 bytes; 50 of them stay well under Bitget's 4096 bytes per subscribe."""
+CHANNELS_PER_CONNECTION = 50
+"""Bitget: `< 50 channels per connection advised` for a stable connection (1000 at most)."""
 REQUEST_SPACING_SECONDS = 0.2
 """At most 5 client messages a second per connection from here, half of Bitget's limit (pings need room)."""
 
@@ -117,6 +123,10 @@ class BitgetFutures(Venue):
         "has": {"fetchCurrencies": False},
     }
     sizes_in_contracts = False
+    connection_budget: ClassVar[int | None] = CHANNELS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        return event_error(message) if isinstance(message, dict) else None
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         channel, limit = book_channel(orderbook_depth)

@@ -11,6 +11,11 @@ minutes). Topics share one connection and can be unsubscribed one symbol at a ti
 Spot uses the same two topics on /v5/public/spot: its tickers carry last and 24 h volume only (no
 bid/ask, mark, index or funding), so the best bid/ask comes from the book. A spot subscribe request
 takes at most 10 topics, so spot batches hold 10 symbols. Sizes are coins on both markets.
+
+Bybit caps the `args` of one connection at 21,000 characters (all its subscriptions together); ccxt puts every
+topic on one connection, so the collector counts each topic's characters (with its JSON quotes and comma) and
+opens another connection before one would pass the cap: ~300 symbols with both topics per connection. A refused
+subscribe comes back as {"success": false, "ret_msg": ..., "op": "subscribe"}.
 """
 
 from __future__ import annotations
@@ -23,6 +28,22 @@ from collectors.venues.base import SequenceCheck, StreamSpec, Venue, integer, nu
 
 BOOK_DEPTHS = (1, 50, 200, 1000)
 SPOT_TOPICS_PER_REQUEST = 10
+ARGS_CHARS_PER_CONNECTION = 21_000
+
+
+class BybitVenue(Venue):
+    """What Bybit's two markets share: the per-connection cap on argument characters, the refusal frame."""
+
+    connection_budget: ClassVar[int | None] = ARGS_CHARS_PER_CONNECTION
+
+    def subscription_cost(self, spec: StreamSpec, market: dict[str, Any]) -> int:
+        """The topic (`tickers.BTCUSDT`, `orderbook.50.BTCUSDT`) as it sits in `args`: quoted, comma after."""
+        return len(f'"{spec.name}.{market["id"]}",')
+
+    def refusal(self, message: Any) -> str | None:
+        if isinstance(message, dict) and message.get("success") is False and message.get("op") == "subscribe":
+            return str(message.get("ret_msg"))
+        return None
 
 
 def apply_ticker(state: MarketState, ticker: dict[str, Any]) -> bool:
@@ -46,7 +67,7 @@ def apply_order_book(state: MarketState, book: dict[str, Any]) -> bool:
     return state.set_book(book, top_is_quote=True)
 
 
-class Bybit(Venue):
+class Bybit(BybitVenue):
     name = "bybit"
     ccxt_id = "bybit"
     ccxt_defaults: ClassVar[dict[str, Any]] = {
@@ -65,7 +86,7 @@ class Bybit(Venue):
         return minutes / 60 if minutes else None
 
 
-class BybitSpot(Venue):
+class BybitSpot(BybitVenue):
     name = "bybit"
     market = "spot"
     ccxt_id = "bybit"

@@ -7,6 +7,11 @@ changes every 100 ms, which ccxt anchors on a REST snapshot with `with_id=true` 
 is not streamed: it is `funding_next_apply` in the contract list (/futures/usdt/contracts), polled every
 `funding_poll_seconds` through fetch_funding_rates; the interval (`funding_interval`, seconds) is there too.
 Every size is in contracts of `quanto_multiplier` coins; the collector multiplies by ccxt's contractSize.
+
+Gate documents no cap on subscriptions per connection (only ~100 connections per host advised); ccxt puts every
+channel on one connection, so the collector opens one per 300 subscriptions (100 contracts with three channels),
+a conservative figure that also spreads the per-contract REST book snapshots over connections. A refusal is
+{"event": "subscribe", "error": {"code": ..., "message": ...}}.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collectors.venues.base import FundingSnapshot, StreamSpec, Venue, integer, 
 
 BOOK_LEVELS = (20, 50, 100)
 """Depths futures.order_book_update offers; ccxt fetches its REST snapshot with the same limit."""
+SUBSCRIPTIONS_PER_CONNECTION = 300
 MAX_SYMBOLS_PER_REQUEST = 100
 """Gate documents no cap on contracts per subscribe request; batches of 100 keep each request (and the order
 book snapshots fetched for a batch at once) moderate."""
@@ -58,6 +64,15 @@ class GateioFutures(Venue):
             "swap": {"fetchMarkets": {"settlementCurrencies": ["usdt"]}},
         },
     }
+    connection_budget: ClassVar[int | None] = SUBSCRIPTIONS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        if not isinstance(message, dict) or message.get("event") != "subscribe":
+            return None
+        error = message.get("error")
+        if not error:
+            return None
+        return f"{error.get('code')} {error.get('message')}" if isinstance(error, dict) else str(error)
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         specs = [

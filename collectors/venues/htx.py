@@ -14,6 +14,11 @@ HTX streams no funding, mark or index in a form ccxt parses, so they are polled 
 funding_poll_seconds: `/v5/market/funding_rate` per symbol (rate; `funding_time` is the coming settlement and
 `next_funding_time` the one after, so their difference is the interval), the mark price kline's close and
 `/linear-swap-api/v1/swap_index` for all contracts at once.
+
+HTX documents no cap on subscriptions per connection; ccxt subscribes one symbol per request at its rate limit
+(10/s), all on one connection. The collector opens one connection per 200 subscriptions (100 contracts, two
+channels each): conservative, and each connection subscribes within ~20 s, under the subscribe timeout. A refusal
+is {"id": ..., "status": "error", "err-code": ..., "err-msg": ...}.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collectors.venues.base import FundingSnapshot, SequenceCheck, StreamSpec, V
 
 BOOK_SIZES = (20, 150)
 HOUR_MS = 3_600_000
+SUBSCRIPTIONS_PER_CONNECTION = 200
 MAX_SYMBOLS_PER_BATCH = 100
 """ccxt sends subscriptions at 10/s (its rate limiter), within HTX's 40 subscriptions per second."""
 
@@ -53,6 +59,12 @@ class HtxFutures(Venue):
         },
     }
     sizes_in_contracts = True
+    connection_budget: ClassVar[int | None] = SUBSCRIPTIONS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        if isinstance(message, dict) and message.get("status") == "error" and "subbed" not in message:
+            return f"{message.get('err-code')} {message.get('err-msg')}"
+        return None
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         size = next((size for size in BOOK_SIZES if size >= orderbook_depth), BOOK_SIZES[-1])

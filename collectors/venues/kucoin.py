@@ -24,8 +24,13 @@ from collectors.market_state import MarketState
 from collectors.venues.base import FundingSnapshot, NonceSequenceCheck, StreamSpec, Venue, integer, number
 
 MAX_TOPICS_PER_REQUEST = 100
-"""KuCoin accepts at most 100 topics in one subscribe (ccxt enforces it for tickerV2). ccxt puts every topic on one
-connection, which KuCoin caps at 300-400 topics: about 100 symbols with all three streams."""
+"""KuCoin accepts at most 100 topics in one subscribe (ccxt enforces it for tickerV2)."""
+TOPICS_PER_CONNECTION = 400
+"""KuCoin documents 400 topics per connection for spot and nothing for futures; its futures socket answers the 401st
+with `exceed max subscription count limitation of 400 per session` (each symbol of a topic counts), so 400 here
+too. ccxt puts every topic on one connection: the collector opens more (133 symbols each with a book, 200
+without)."""
+CAP_ERROR_CODE = 509
 DEPTH_SNAPSHOT_LIMITS = (5, 50)
 """level2Depth<N> topics; beyond 50 levels only the incremental book (limit None: the full REST snapshot) serves."""
 HOUR_MS = 3_600_000
@@ -57,6 +62,17 @@ class KucoinFutures(Venue):
     }
     sizes_in_contracts: ClassVar[bool] = True
     """ccxt keeps KuCoin's contract counts: tickerV2 `bestBidSize`, book levels, REST snapshots."""
+    connection_budget: ClassVar[int | None] = TOPICS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        """{"id": ..., "type": "error", "code": 509, "data": "exceed max subscription count limitation of 400 per
+        session"}"""
+        if not isinstance(message, dict) or message.get("type") != "error":
+            return None
+        text = str(message.get("data"))
+        if message.get("code") != CAP_ERROR_CODE and "exceed max subscription" not in text:
+            return None  # e.g. `401 token is expired`: ccxt handles it (the connection is redialed with a new token)
+        return f"{message.get('code')} {text}"
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         specs = [

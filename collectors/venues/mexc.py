@@ -18,8 +18,10 @@ Spot (protobuf socket; ccxt decodes it with the `protobuf` package): `aggre.book
 the previous toVersion + 1, else re-initialize, which ccxt doesn't check and the collector does) and `aggre.deals`
 (last trade price). ccxt 4.5.90 has no spot 24 h ticker
 stream: the 24 h volume is read over REST (`/api/v3/ticker/24hr`) every funding_poll_seconds. MEXC allows 30
-subscriptions per spot connection and ccxt opens one connection for all spot streams, so one spot source carries at
-most 10 symbols (3 streams each).
+subscriptions per spot connection (it answers the 31st with `Not Subscribed successfully! [...]. Reason： Blocked!`)
+and ccxt opens one connection for all spot streams, so the collector opens a connection per 10 symbols (3 streams
+each; 15 at depth 0). The contract socket has no documented cap: 300 subscriptions per connection (100 symbols with
+3 channels) is a conservative choice that also spreads the REST book snapshots, which ccxt throttles per instance.
 
 ccxt keeps a contract's book across a reconnect and applies the new connection's deltas to it without a new
 snapshot (spot: its reset looks the book up under the wrong key), which would leave levels that changed during the
@@ -50,6 +52,8 @@ BOOK_SNAPSHOT_DELAY = 5
 far longer on a quiet one, longer than a subscription may take)."""
 FUTURES_BATCH = 100
 SPOT_SUBSCRIPTIONS_PER_CONNECTION = 30
+FUTURES_SUBSCRIPTIONS_PER_CONNECTION = 300
+SPOT_BATCH = 10
 
 
 # --- futures ------------------------------------------------------------------------------------
@@ -161,6 +165,7 @@ class MexcFutures(Venue):
     ccxt_id = "mexc"
     ccxt_defaults: ClassVar[dict[str, Any]] = _defaults("swap")
     sizes_in_contracts = True
+    connection_budget: ClassVar[int | None] = FUTURES_SUBSCRIPTIONS_PER_CONNECTION
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         # The book runs even at depth 0: its top is the only best bid/ask with sizes.
@@ -170,7 +175,7 @@ class MexcFutures(Venue):
                        carries_book=True, check=NonceSequenceCheck()),
             StreamSpec("ticker+funding.rate", "ticker:", watch_tickers_and_funding, apply_futures_ticker_or_funding,
                        unwatch_tickers_and_funding, unwatch_each=True, max_symbols=FUTURES_BATCH,
-                       extra_hashes=lambda exchange, symbol: ["fundingRate:" + symbol]),
+                       extra_hashes=lambda exchange, symbol: ["fundingRate:" + symbol], topics_per_symbol=2),
         ]
 
     async def poll_funding(self, exchange: Any, symbols: list[str]) -> dict[str, FundingSnapshot]:
@@ -197,6 +202,17 @@ class MexcSpot(Venue):
     ccxt_id = "mexc"
     ccxt_defaults: ClassVar[dict[str, Any]] = _defaults("spot")
     sizes_in_contracts = False
+    connection_budget: ClassVar[int | None] = SPOT_SUBSCRIPTIONS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        """{"id": 0, "code": 0, "msg": "Not Subscribed successfully! [spot@...].  Reason： Blocked! "}: a code of 0,
+        the refusal is in the text."""
+        if not isinstance(message, dict):
+            return None
+        text = message.get("msg")
+        if isinstance(text, str) and text.startswith("Not Subscribed successfully"):
+            return text.strip()
+        return None
 
     def streams(self, orderbook_depth: int) -> list[StreamSpec]:
         specs = [
@@ -209,10 +225,8 @@ class MexcSpot(Venue):
             specs.append(StreamSpec("aggre.depth", "orderbook:", fresh_books("watch_order_book"), apply_spot_book,
                                     unwatch_each("un_watch_order_book"), unwatch_each=True, carries_book=True,
                                     check=SpotVersionCheck()))
-        per_symbol = len(specs)
-        # every spot stream shares one connection, which MEXC caps at 30 subscriptions
-        limit = SPOT_SUBSCRIPTIONS_PER_CONNECTION // per_symbol
-        return [dataclasses.replace(spec, max_symbols=limit) for spec in specs]
+        # every spot stream of a connection counts toward MEXC's 30: the collector opens a connection per 10 symbols
+        return [dataclasses.replace(spec, max_symbols=SPOT_BATCH) for spec in specs]
 
     async def poll_funding(self, exchange: Any, symbols: list[str]) -> dict[str, FundingSnapshot]:
         """No funding on spot: the 24 h volume, which ccxt 4.5.90 doesn't stream for MEXC spot (one request for all

@@ -21,6 +21,10 @@ and SHIB as the coins themselves (PEPE/USDT:USDT, ctVal 10000000), not as 1000PE
 funding interval; it is known from the first funding-rate push. ccxt has no unwatch for bbo-tbt, mark-price,
 funding-rate or index-tickers: those are unsubscribed with OKX's own request, and ccxt's record of the
 subscription is dropped so a later watch subscribes again.
+
+OKX documents no number of channels per connection, only that too many closes it (4008/4009) and 480 subscribe
+requests per connection per hour; ccxt puts every channel on one connection, so the collector opens one per 500
+channels (about 80 swaps with all six channels), a conservative figure. A refusal is {"event": "error", ...}.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from collectors.market_state import MarketState
-from collectors.venues.base import StreamSpec, Venue, integer, number
+from collectors.venues.base import StreamSpec, Venue, event_error, integer, number
 
 BOOKS5_MAX_DEPTH = 5
 MAX_SYMBOLS = 100
 """Channels per subscribe request: OKX caps a request at 64 KB, and ccxt sends one request per batch."""
+CHANNELS_PER_CONNECTION = 500
 MARK_HASH = "mark-price::"
 FUNDING_HASH = "funding-rate:"
 INDEX_HASH = "index-tickers::"
@@ -171,7 +176,14 @@ def _market_streams(orderbook_depth: int, apply_ticker: Callable[[MarketState, A
     return specs
 
 
-class OkxFutures(Venue):
+class OkxVenue(Venue):
+    connection_budget: ClassVar[int | None] = CHANNELS_PER_CONNECTION
+
+    def refusal(self, message: Any) -> str | None:
+        return event_error(message) if isinstance(message, dict) else None
+
+
+class OkxFutures(OkxVenue):
     name = "okx"
     ccxt_id = "okx"
     ccxt_defaults: ClassVar[dict[str, Any]] = {
@@ -185,11 +197,12 @@ class OkxFutures(Venue):
         return [
             *_market_streams(orderbook_depth, apply_swap_ticker),
             StreamSpec("mark-price", MARK_HASH, watch_swap_reference, apply_swap_reference, unwatch_swap_reference,
-                       unwatch_each=True, max_symbols=MAX_SYMBOLS // 3, extra_hashes=rider_hashes),
+                       unwatch_each=True, max_symbols=MAX_SYMBOLS // 3, extra_hashes=rider_hashes,
+                       topics_per_symbol=3),
         ]
 
 
-class OkxSpot(Venue):
+class OkxSpot(OkxVenue):
     name = "okx"
     market = "spot"
     ccxt_id = "okx"
