@@ -487,6 +487,7 @@ async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
     (work / "config.json").write_text(json.dumps(config))
     processes: list[subprocess.Popen[bytes]] = []
     consumer = spreads = None
+    child: Child | None = None
     try:
         discovered = await asyncio.create_subprocess_exec(
             sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
@@ -527,15 +528,17 @@ async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
         while time.monotonic() - t0 < args.seconds:
             await asyncio.sleep(step)
             depths = await queue_depths(args.broker, [EVENTS_QUEUE, *managed])
-            declared = await stats.queue.declare()
-            depths["bench consumer (the engine's bindings)"] = declared.message_count or 0
+            with contextlib.suppress(Exception):
+                declared = await stats.queue.channel.declare_queue(stats.queue.name, passive=True)
+                depths["bench consumer (the engine's bindings)"] = declared.declaration_result.message_count or 0
             depth_samples.append(depths)
         frames1, t1 = sim.frames_sent(), time.monotonic()
         shares = {name: (cpu_seconds(pid) - cpu0[name]) / (t1 - t0) for name, pid in pids.items()}
         after = await asyncio.to_thread(child.ask, "stats")
         rss = {name: rss_mb(pids[name]) for name in ("collector", "spread engine", "tracker")}
-        await asyncio.to_thread(child.stop)
     finally:
+        if child is not None:
+            await asyncio.to_thread(child.stop)
         for process in processes:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
