@@ -72,6 +72,8 @@ class ConfirmDivertingReader:
         """The diverted channel; 0 (the connection's own channel, which has no confirms) diverts nothing."""
         self._on_confirm: RawConfirmHandler | None = None
         self._passed_at = 0.0
+        self.diverted = 0
+        """Confirms decoded here (the others went through aiormq)."""
 
     def divert_confirms(self, channel: int, on_confirm: RawConfirmHandler) -> None:
         self._channel, self._on_confirm = channel, on_confirm
@@ -129,6 +131,7 @@ class ConfirmDivertingReader:
                 and (method := raw[position + 7 : position + 11]) in (_ACK, _NACK)
             ):
                 delivery_tag, bits = _CONFIRM_ARGUMENTS.unpack_from(raw, position + 11)
+                self.diverted += 1
                 try:
                     on_confirm(delivery_tag, bool(bits & 1), method == _NACK)
                 except Exception:
