@@ -1,7 +1,7 @@
 """futures-scan: stream perpetual-futures market data from many venues into RabbitMQ.
 
     python main.py                      # collect with config.json
-    python main.py --demo               # offline: the built-in exchange simulator, started in-process
+    python main.py --demo               # offline: the built-in exchange simulator, started as a child process
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any, Protocol
 
 from dotenv import load_dotenv
 
@@ -26,7 +27,8 @@ from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
 from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
-from simulator.server import DEFAULT_PORT, Simulator
+from simulator.process import SimulatorExited, SimulatorProcess
+from simulator.server import DEFAULT_PORT
 from utils.config_loader import ConfigError, config_path, load_api_keys, load_config
 from utils.logger import setup_logging
 from utils.statistics import Statistics
@@ -55,8 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="offline demo: start the built-in exchange simulator in this process and point every configured "
-        "exchange at it through ccxt URL overrides (RabbitMQ is still the real one from the config)",
+        help="offline demo: start the built-in exchange simulator as a child process (python -m simulator) and "
+        "point every configured exchange at it through ccxt URL overrides; it stops with this process "
+        "(RabbitMQ is still the real one from the config)",
     )
     parser.add_argument(
         "--demo-port",
@@ -111,7 +114,21 @@ def check_universe(config: AppConfig) -> None:
         raise ConfigError(f"{config.universe_dir}/universe.json lists no perpetuals")
 
 
-def point_at_simulator(config: AppConfig, simulator: Simulator) -> None:
+class SimulatorEndpoints(Protocol):
+    """What point_at_simulator needs: an in-process Simulator or a SimulatorProcess both provide it."""
+
+    @property
+    def venues(self) -> Any: ...
+
+    def ccxt_config(self, venue: str) -> dict[str, Any]: ...
+
+
+def demo_simulator_args(args: argparse.Namespace) -> list[str]:
+    """Extra `python -m simulator` arguments for --demo (beyond venues, port and rate)."""
+    return ["--universe-size", str(args.demo_universe)] if args.demo_universe else []
+
+
+def point_at_simulator(config: AppConfig, simulator: SimulatorEndpoints) -> None:
     """Replace each exchange's ccxt block by the URL overrides that reach the simulator; keep the
     demo's symbol changes apart from the real collector's, and the real API keys out of it."""
     config.api_keys_file = None
@@ -234,15 +251,19 @@ class FuturesScan:
 
 
 async def run(config: AppConfig, args: argparse.Namespace) -> int:
-    simulator: Simulator | None = None
+    simulator: SimulatorProcess | None = None
     if args.demo:
-        simulator = Simulator(
+        simulator = SimulatorProcess(
             venues=[exchange.name for exchange in config.exchanges],
             port=args.demo_port,
             rate=args.demo_rate,
-            universe_size=args.demo_universe,
+            extra_args=demo_simulator_args(args),
         )
-        await simulator.start()
+        try:
+            await simulator.start()
+        except (SimulatorExited, TimeoutError) as error:
+            log.error("demo: the exchange simulator did not start: %s", error or "no answer within 60 s")
+            return 1
         point_at_simulator(config, simulator)
         log.info(
             "demo: exchanges point at the simulator on %s; move prices with POST %s/admin/shift "
@@ -250,17 +271,31 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
             simulator.http_base, simulator.http_base,
         )
 
-    app = FuturesScan(config)
-    await app.start()
-    stop_signal = asyncio.create_task(wait_for_stop_signal())
-    refused = asyncio.create_task(app.publisher.wait_refused())
-    await asyncio.wait((stop_signal, refused), return_when=asyncio.FIRST_COMPLETED)
-    stop_signal.cancel()
-    refused.cancel()
-    log.info("shutting down")
-    await app.stop()
-    if simulator is not None:
-        await simulator.stop()
+    try:
+        app = FuturesScan(config)
+        await app.start()
+        stop_signal = asyncio.create_task(wait_for_stop_signal())
+        refused = asyncio.create_task(app.publisher.wait_refused())
+        waits = {stop_signal, refused}
+        simulator_died = asyncio.create_task(simulator.wait_exited()) if simulator is not None else None
+        if simulator_died is not None:
+            waits.add(simulator_died)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        if simulator_died is not None and simulator_died.done() and not simulator_died.cancelled():
+            assert simulator is not None
+            log.error(
+                "demo: the exchange simulator (process %d) exited with code %s; nothing left to stream, stopping",
+                simulator.pid, simulator_died.result(),
+            )
+        log.info("shutting down")
+        await app.stop()
+    finally:
+        if simulator is not None:
+            await simulator.stop()
+    if simulator_died is not None and simulator_died.done() and not simulator_died.cancelled():
+        return 1
     if app.publisher.refusal is not None:
         return 2  # like a configuration error: the publisher logged which exchange setting to fix
     log.info("\n%s", app.statistics.render(final=True))

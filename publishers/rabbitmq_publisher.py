@@ -27,7 +27,13 @@ from pamqp import commands as spec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_chain, wait_fixed
 from yarl import URL
 
-from publishers.aiormq_seams import WriterKeepingTransport, broker_reply_text, take_confirms, watch_broker_close
+from publishers.aiormq_seams import (
+    ConfirmDivertingReader,
+    WriterKeepingTransport,
+    broker_reply_text,
+    take_confirms,
+    watch_broker_close,
+)
 from publishers.amqp_frames import PublishFrameEncoder
 from publishers.confirm_window import ConfirmWindow
 from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
@@ -139,6 +145,8 @@ class RabbitMQPublisher:
         self._connection: aiormq.Connection | None = None
         self._writer: asyncio.StreamWriter | None = None
         """The connection's socket, where publishes are written."""
+        self._reader: ConfirmDivertingReader | None = None
+        """What aiormq reads the connection's frames from; the publishing channel's confirms stop there."""
         self._link: _Link | None = None
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
@@ -249,6 +257,7 @@ class RabbitMQPublisher:
             )
         assert transport.writer is not None
         self._writer = transport.writer
+        self._reader = transport.reader
         return connection
 
     async def _publish_on(self, connection: aiormq.Connection) -> str:
@@ -294,6 +303,8 @@ class RabbitMQPublisher:
         encoder = PublishFrameEncoder(channel.number, self._exchange, connection.connection_tune.frame_max)
         link = _Link(self._writer, encoder)
         take_confirms(channel, self._on_confirm)
+        if self._reader is not None:
+            self._reader.divert_confirms(channel.number, self._settle)
         watch_broker_close(channel, link.mark_closed)
         channel.closing.add_done_callback(lambda closing: link.mark_closed(_closed_reason(closing)))
         return link
@@ -390,10 +401,14 @@ class RabbitMQPublisher:
                 await asyncio.wait_for(connection.close(), timeout=2)
 
     async def _on_confirm(self, frame: spec.Basic.Ack | spec.Basic.Nack) -> None:
-        settled = self._window.confirm(frame.delivery_tag, frame.multiple)
-        if isinstance(frame, spec.Basic.Nack):
+        """A confirm that came through aiormq (the reader passes one on now and then; see aiormq_seams)."""
+        self._settle(frame.delivery_tag, frame.multiple, isinstance(frame, spec.Basic.Nack))
+
+    def _settle(self, delivery_tag: int, multiple: bool, nack: bool) -> None:
+        settled = self._window.confirm(delivery_tag, multiple)
+        if nack:
             self.stats.failed += settled
-            log.warning("the broker refused %d message(s) (nack up to tag %d)", settled, frame.delivery_tag)
+            log.warning("the broker refused %d message(s) (nack up to tag %d)", settled, delivery_tag)
         else:
             self.stats.published += settled
             if self._outage_started is not None:

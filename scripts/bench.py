@@ -8,6 +8,8 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --symbols 20 --rate 250 --seconds 20
     python scripts/bench.py --overload            # publish capacity throttled, feed at 4x of it
     python scripts/bench.py --soak 600            # 2 venues x 20 symbols for 10 min, RSS sampled
+    python scripts/bench.py --full-universe --universe-size 300   # 12 sources x 300 symbols, engine + tracker
+    python scripts/bench.py --full-universe --universe-size 0     # 12 sources on the default instrument list
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -20,7 +22,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import aio_pika  # noqa: E402
 import orjson  # noqa: E402
 
+from simulator.process import SimulatorProcess as SimulatorChild  # noqa: E402
 from utils.latency import LatencyWindow  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,31 +60,27 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # --- the simulator process --------------------------------------------------------------------------
 
 
 class SimulatorProcess:
-    def __init__(self, venues: list[str], symbols: int, rate: float) -> None:
-        self.port = free_port()
-        self.venues = venues
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "--port", str(self.port), "--venues", ",".join(venues),
-             "--symbols", str(symbols), "--rate", str(rate)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                self.state()
-                return
-            time.sleep(0.2)
-        raise RuntimeError("the simulator did not start")
+    """`python -m simulator` as its own process (simulator/process.py), plus its admin API."""
+
+    def __init__(
+        self, venues: list[str], symbols: int | None, rate: float, extra_args: list[str] | None = None
+    ) -> None:
+        args = ["--symbols", str(symbols)] if symbols else []
+        self.child = SimulatorChild(venues, port=0, rate=rate, extra_args=[*args, *(extra_args or [])])
+
+    async def start(self) -> SimulatorProcess:
+        await self.child.start(ready_within=120)
+        self.port = self.child.port
+        self.venues = self.child.venues
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
 
     def state(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/state", timeout=5) as response:
@@ -92,12 +90,10 @@ class SimulatorProcess:
         return sum(venue["frames_sent"] for venue in self.state().values())
 
     def ccxt_config(self, venue: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/ccxt", timeout=5) as response:
-            return json.loads(response.read())[venue]
+        return self.child.ccxt_config(venue)
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+    async def stop(self) -> None:
+        await self.child.stop()
 
 
 # --- child processes: the collector and the bare ccxt.pro reference ----------------------------------
@@ -199,6 +195,8 @@ class ConsumerStats:
     staleness_ms: LatencyWindow = field(default_factory=LatencyWindow)
     """consume time - received_timestamp: how old the data is when a consumer gets it."""
     max_staleness_ms: float = 0.0
+    queue: Any = None
+    """The consumer's queue, for its depth."""
 
     def reset(self) -> None:
         self.received = 0
@@ -214,6 +212,7 @@ async def consume(url: str, exchange_name: str, stats: ConsumerStats) -> aio_pik
     exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
     queue = await channel.declare_queue(exclusive=True)
     await queue.bind(exchange, "#")
+    stats.queue = queue
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         now_ms = time.time() * 1000
@@ -375,7 +374,7 @@ async def measure_collector(
 
 def other_processes(sim: SimulatorProcess) -> dict[str, int]:
     """The processes sharing the machine's cores with the collector during a measurement."""
-    processes = {"simulator": sim.process.pid, "consumer (this process)": os.getpid()}
+    processes = {"simulator": sim.pid, "consumer (this process)": os.getpid()}
     beam = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True, check=False).stdout.split()
     if beam:
         processes["rabbitmq (beam.smp)"] = int(beam[0])
@@ -414,6 +413,191 @@ def measure_encoder(body_size: int, count: int = 200000) -> float:
     return (time.process_time() - start) / count * 1e6
 
 
+# --- the full universe: 12 sources, collector + spread engine + tracker --------------------------------------
+
+
+SATURATED_CORES = 0.9 * (os.cpu_count() or 1)
+
+
+def shares_row(collector_share: float, others: dict[str, float]) -> tuple[str, str]:
+    """CPU shares of every process on the machine's cores, and whether they add up to saturation."""
+    total = collector_share + sum(others.values())
+    state = "SATURATED" if total >= SATURATED_CORES else "not saturated"
+    return (
+        "CPU share: collector / " + " / ".join(others) + f" (sum; {os.cpu_count()} cores)",
+        " / ".join(f"{share:.0%}" for share in (collector_share, *others.values())) + f" (sum {total:.0%}: {state})",
+    )
+
+
+async def queue_depths(broker_url: str, queues: list[str]) -> dict[str, int]:
+    """message_count of each queue, by passive queue_declare (works without the management plugin)."""
+    depths: dict[str, int] = {}
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        for name in queues:
+            with contextlib.suppress(Exception):
+                channel = await connection.channel()
+                queue = await channel.declare_queue(name, passive=True)
+                depths[name] = queue.declaration_result.message_count or 0
+    return depths
+
+
+async def consumer_queues(broker_url: str) -> list[str]:
+    """The queues on the broker, by the management API when enabled (else [])."""
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    parts = urlsplit(broker_url)
+    request = urllib.request.Request(f"http://{parts.hostname or '127.0.0.1'}:15672/api/queues")
+    import base64  # noqa: PLC0415
+
+    token = base64.b64encode(f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: ASYNC210 - once, before measuring
+            return [queue["name"] for queue in json.loads(response.read())]
+    except OSError:
+        return []
+
+
+async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """All 12 sources x N symbols on the simulator; the collector with "symbols": "auto", the spread engine
+    and the tracker each in their own process, as a user runs them."""
+    import tempfile  # noqa: PLC0415
+
+    from simulator.server import VENUE_NAMES  # noqa: PLC0415
+
+    extra = ["--universe-size", str(args.universe_size)] if args.universe_size else []
+    label = f"{args.universe_size} symbols" if args.universe_size else "the default instrument list"
+    print(f"full universe: 8 futures + 4 spot sources x {label}, {args.universe_rate:g} updates/s per symbol")
+    sim = await SimulatorProcess(list(VENUE_NAMES), None, args.universe_rate, extra).start()
+    tag = uuid.uuid4().hex[:8]
+    exchange, analytics = f"futures_data_bench_{tag}", f"futures_analytics_bench_{tag}"
+    work = Path(tempfile.mkdtemp(prefix="bench-universe-"))
+    config = {
+        "rabbitmq": {"url": args.broker, "exchange": exchange, "connection_name": "futures-scan bench"},
+        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
+        "symbols": "auto", "markets": ["futures", "spot"], "universe_dir": str(work / "generated"),
+        "collection": {"orderbook_depth": 20, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000},
+        "logging": {"level": "WARNING", "file": None},
+        "control": {"enabled": False, "state_file": None},
+        "spreads": {"analytics_exchange": analytics},
+        "tracker": {"directory": str(work / "tracks")},
+        "api_keys_file": None,
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    processes: list[subprocess.Popen[bytes]] = []
+    consumer = spreads = None
+    child: Child | None = None
+    try:
+        discovered = await asyncio.create_subprocess_exec(
+            sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
+            "--output", str(work / "generated"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        _, errors = await discovered.communicate()
+        if discovered.returncode != 0:
+            raise RuntimeError(f"discovery failed: {errors.decode()[-2000:]}")
+        stats = ConsumerStats()
+        consumer = await consume(args.broker, exchange, stats)
+        spread_latency = LatencyWindow()
+        spread_count = [0]
+        spreads = await consume_spreads(args.broker, analytics, spread_latency, spread_count)
+        child = Child(collector_role, json.dumps(config))
+        for module in ("consumers.spread_engine", "consumers.spread_tracker"):
+            processes.append(subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+                [sys.executable, "-m", module, "--config", str(work / "config.json")], cwd=ROOT,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        engine, tracker = processes
+        await asyncio.sleep(args.warmup * 3)  # dozens of connections to open
+        before = await asyncio.to_thread(child.ask, "reset")
+        stats.reset()
+        spread_latency.reset()
+        spread_count[0] = 0
+        pids = {"collector": child.pid, "simulator": sim.pid, "spread engine": engine.pid, "tracker": tracker.pid,
+                "consumer (this process)": os.getpid()}
+        beam = other_processes(sim).get("rabbitmq (beam.smp)")
+        if beam:
+            pids["rabbitmq (beam.smp)"] = beam
+        from consumers.spread_tracker import EVENTS_QUEUE  # noqa: PLC0415
+
+        managed = [name for name in await consumer_queues(args.broker) if name.startswith("amq.gen")]
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        frames0, t0 = sim.frames_sent(), time.monotonic()
+        depth_samples: list[dict[str, int]] = []
+        step = max(args.seconds / 6, 1.0)
+        while time.monotonic() - t0 < args.seconds:
+            await asyncio.sleep(step)
+            depths = await queue_depths(args.broker, [EVENTS_QUEUE, *managed])
+            with contextlib.suppress(Exception):
+                declared = await stats.queue.channel.declare_queue(stats.queue.name, passive=True)
+                depths["bench consumer (the engine's bindings)"] = declared.declaration_result.message_count or 0
+            depth_samples.append(depths)
+        frames1, t1 = sim.frames_sent(), time.monotonic()
+        shares = {name: (cpu_seconds(pid) - cpu0[name]) / (t1 - t0) for name, pid in pids.items()}
+        after = await asyncio.to_thread(child.ask, "stats")
+        rss = {name: rss_mb(pids[name]) for name in ("collector", "spread engine", "tracker")}
+    finally:
+        if child is not None:
+            await asyncio.to_thread(child.stop)
+        for process in processes:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(15)
+        for connection in (consumer, spreads):
+            if connection is not None:
+                await connection.close()
+        await sim.stop()
+        await delete_exchange(args.broker, exchange)
+        await delete_exchange(args.broker, analytics)
+    elapsed = t1 - t0
+    received = frames1 - frames0
+    published = after["published"] - before["published"]
+    collector_cpu = shares["collector"] * elapsed
+    updates = stats.received
+    p50, p99 = spread_latency.percentiles(0.5, 0.99)
+    collector_share = shares.pop("collector")
+    return [
+        ("universe: venue messages received/s", fmt(received / elapsed)),
+        ("universe: published/s / conflated/s",
+         f"{fmt(published / elapsed)} / {fmt((after['conflated'] - before['conflated']) / elapsed)}"),
+        ("universe: collector CPU µs per message received / published",
+         f"{fmt(collector_cpu / max(received, 1) * 1e6)} / {fmt(collector_cpu / max(published, 1) * 1e6)}"),
+        ("universe: receipt→publish p50 / p99 (ms)",
+         f"{fmt(after['receipt_to_publish_p50_ms'], 2)} / {fmt(after['receipt_to_publish_p99_ms'], 2)}"),
+        ("universe: spread engine CPU µs per quote update",
+         fmt(shares["spread engine"] * elapsed / max(updates, 1) * 1e6)),
+        ("universe: spread snapshots published/s", fmt(spread_count[0] / elapsed)),
+        ("universe: newest leg's receipt → spread evaluated p50 / p99 (ms)", f"{fmt(p50, 0)} / {fmt(p99, 0)}"),
+        ("universe: RSS collector / spread engine / tracker (MB)", " / ".join(fmt(mb) for mb in rss.values())),
+        ("universe: queue depth over time, max over the consumers' queues (tracker events, a consumer with the "
+         "engine's bindings" + (", every queue by the management API" if managed else "") + ")",
+         " ".join(str(max(sample.values(), default=0)) for sample in depth_samples)),
+        shares_row(collector_share, shares),
+    ]
+
+
+async def consume_spreads(
+    url: str, analytics: str, latency: LatencyWindow, count: list[int]
+) -> aio_pika.abc.AbstractConnection:
+    """Spread snapshots from the engine: newest leg's collector receipt → evaluation time."""
+    connection = await aio_pika.connect(url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(analytics, aio_pika.ExchangeType.TOPIC, durable=True)
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, "spread.#")
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        count[0] += 1
+        legs = [body["buy"].get("received_timestamp"), body["sell"].get("received_timestamp")]
+        newest = max((leg for leg in legs if leg is not None), default=None)
+        if newest is not None:
+            latency.record(body["timestamp"] - newest)
+
+    await queue.consume(on_message, no_ack=True)
+    return connection
+
+
 # --- report ----------------------------------------------------------------------------------------------
 
 
@@ -433,18 +617,30 @@ async def main() -> None:
     parser.add_argument("--overload", action="store_true", help="also run the throttled-publishing scenario")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS",
                         help="also run 2 venues x 20 symbols for this long, sampling the collector's RSS")
+    parser.add_argument("--full-universe", action="store_true",
+                        help="only the full-universe scenario: 8 futures + 4 spot sources x --universe-size "
+                             "symbols, collector (\"symbols\": \"auto\") + spread engine + tracker")
+    parser.add_argument("--universe-size", type=int, default=300, metavar="N",
+                        help="symbols per venue in --full-universe, passed to the simulator as --universe-size "
+                             "(default 300; 0 = the simulator's default instrument list, no flag passed)")
+    parser.add_argument("--universe-rate", type=float, default=1.0, metavar="R",
+                        help="book updates per symbol per second in --full-universe (default 1)")
     args = parser.parse_args()
+    if args.full_universe:
+        print_table(await full_universe(args))
+        return
     symbols = symbols_for(args.symbols)
     rows: list[tuple[str, str]] = []
 
     print(f"feed: Binance bookTicker + markPrice + miniTicker, {args.symbols} symbols x {args.rate:g} updates/s")
-    sim = SimulatorProcess(["binance"], args.symbols, args.rate)
+    sim = await SimulatorProcess(["binance"], args.symbols, args.rate).start()
     try:
         bare = await measure_bare(sim, symbols, args.warmup, args.seconds)
         collector = await measure_collector(sim, args.broker, symbols, 0, args.warmup, args.seconds)
     finally:
-        sim.stop()
+        await sim.stop()
     ratio = collector["cpu_us_per_published"] / bare["cpu_us_per_message"]
+    ratio_received = collector["cpu_us_per_frame"] / bare["cpu_us_per_message"]
     rows += [
         ("bare ccxt.pro: in-rate (msg/s)", fmt(bare["in_rate"])),
         ("bare ccxt.pro: CPU µs per message", fmt(bare["cpu_us_per_message"])),
@@ -452,15 +648,16 @@ async def main() -> None:
         ("collector: published/s", fmt(collector["published_per_s"])),
         ("collector: conflated/s", fmt(collector["conflated_per_s"])),
         ("collector: CPU µs per published message", fmt(collector["cpu_us_per_published"])),
+        ("collector: CPU µs per venue message received", fmt(collector["cpu_us_per_frame"])),
         ("collector CPU per message / bare ccxt.pro", f"{ratio:.2f}x"),
+        ("collector CPU per message received / bare ccxt.pro", f"{ratio_received:.2f}x"),
         ("receipt→publish p50 / p99 (ms)",
          f"{fmt(collector['receipt_to_publish_p50_ms'], 3)} / {fmt(collector['receipt_to_publish_p99_ms'], 3)}"),
         ("publish→consume p50 / p99 (ms, 1 ms resolution)",
          f"{fmt(collector['publish_to_consume_p50_ms'], 0)} / {fmt(collector['publish_to_consume_p99_ms'], 0)}"),
         ("consumer received/s", fmt(collector["consumed_per_s"])),
         ("collector RSS (MB)", fmt(collector["rss_end_mb"])),
-        ("CPU share: collector / " + " / ".join(collector["cpu_share_others"]),
-         " / ".join(f"{share:.0%}" for share in (collector["cpu_share"], *collector["cpu_share_others"].values()))),
+        shares_row(collector["cpu_share"], collector["cpu_share_others"]),
     ]
     body_size = 330
     aio_pika_us = await measure_aio_pika_publish(args.broker, body_size)
@@ -475,14 +672,14 @@ async def main() -> None:
         bytes_per_message = 480  # ~330-byte body plus AMQP framing
         rate = 4 * capacity / args.symbols
         print(f"overload: publishing throttled to ~{capacity:.0f} msg/s, feed at {4 * capacity:.0f} updates/s")
-        sim = SimulatorProcess(["binance"], args.symbols, rate)
+        sim = await SimulatorProcess(["binance"], args.symbols, rate).start()
         try:
             overload = await measure_collector(
                 sim, args.broker, symbols, 0, args.warmup, args.seconds,
                 proxy_bytes_per_second=capacity * bytes_per_message,
             )
         finally:
-            sim.stop()
+            await sim.stop()
         rows += [
             ("overload: in-rate (msg/s)", fmt(overload["in_rate"])),
             ("overload: published/s", fmt(overload["published_per_s"])),
@@ -496,13 +693,17 @@ async def main() -> None:
 
     if args.soak:
         print(f"soak: binance + bybit, 20 symbols, depth 20, {args.soak:.0f} s")
-        sim = SimulatorProcess(["binance", "bybit"], 20, 10)
+        sim = await SimulatorProcess(["binance", "bybit"], 20, 10).start()
         try:
             samples = await soak(sim, args.broker, symbols_for(20), args.soak)
         finally:
-            sim.stop()
+            await sim.stop()
         rows.append(("soak: collector RSS samples (MB)", " ".join(f"{mb:.0f}" for _, mb in samples)))
 
+    print_table(rows)
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     print()
     print(f"| {'measure'.ljust(width)} | value |")

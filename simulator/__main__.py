@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 
 from simulator.instruments import MAX_UNIVERSE
+from simulator.process import READY_PREFIX
 from simulator.replay import CaptureError, ReplayServer, load_capture
 from simulator.server import DEFAULT_PORT, FAULTS, VENUE_NAMES, Simulator
 
@@ -72,6 +74,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --replay: seconds from the first subscription to a recorded stream to the first frame, so a "
         "client's other subscriptions are in place (default 1)",
     )
+    parser.add_argument(
+        "--ready-json", action="store_true",
+        help=f"print one line `{READY_PREFIX}{{\"port\": ..., \"ccxt\": {{venue: overrides}}}}` on stdout once "
+        "listening, instead of the text for humans (used by main.py --demo, which runs the simulator as a child)",
+    )
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, metavar="PID",
+        help="stop when process PID is no longer this process's parent (a child never outlives its launcher)",
+    )
     args = parser.parse_args(argv)
     if args.replay is not None:
         try:
@@ -110,18 +121,37 @@ async def serve(args: argparse.Namespace) -> None:
             seed=args.seed,
             universe_size=args.universe_size,
         )
-    await simulator.start()
-    if args.port_file is not None:
-        args.port_file.write_text(f"{simulator.port}\n")
-    overrides = [{"name": name, "ccxt": simulator.ccxt_config(name)} for name in simulator.venues]
-    print("Put these entries under \"exchanges\" in config.json to collect from the simulator:")
-    print(json.dumps(overrides, indent=2))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        await simulator.start()
+    except OSError as error:
+        logging.getLogger("simulator").error("cannot listen on %s:%s: %s", args.host, args.port, error)
+        raise SystemExit(1) from None
+    if args.port_file is not None:
+        args.port_file.write_text(f"{simulator.port}\n")
+    if args.ready_json:
+        ready = {"port": simulator.port, "ccxt": {name: simulator.ccxt_config(name) for name in simulator.venues}}
+        print(READY_PREFIX + json.dumps(ready), flush=True)
+    else:
+        overrides = [{"name": name, "ccxt": simulator.ccxt_config(name)} for name in simulator.venues]
+        print("Put these entries under \"exchanges\" in config.json to collect from the simulator:")
+        print(json.dumps(overrides, indent=2), flush=True)
+    watch = asyncio.create_task(watch_parent(args.parent_pid, stop)) if args.parent_pid else None
     await stop.wait()
+    if watch is not None:
+        watch.cancel()
     await simulator.stop()
+
+
+async def watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set `stop` once the launcher is gone (re-parented), wherever PR_SET_PDEATHSIG does not exist."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - nothing signals a re-parenting; poll it
+        await asyncio.sleep(0.5)
+    logging.getLogger("simulator").warning("parent process %d is gone; stopping", parent_pid)
+    stop.set()
 
 
 def main() -> None:

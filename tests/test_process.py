@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -115,3 +119,95 @@ async def test_demo_publishes_every_source_and_sigterm_exits_cleanly_with_final_
     logged = log_file.read_text()
     assert "[INFO] [main] shutting down" in logged
     assert "[INFO] [binance] closed" in logged and "[INFO] [bybit] closed" in logged
+    simulator_pid, port = simulator_of(logged)
+    assert simulator_pid != process.pid, "the demo's simulator must run in its own process"
+    assert not alive(simulator_pid) and not listening(port), "the simulator outlived main.py"
+
+
+SIMULATOR_STARTED = re.compile(r"exchange simulator running as process (\d+) on http://127\.0\.0\.1:(\d+)")
+
+
+def simulator_of(logged: str) -> tuple[int, int]:
+    """The simulator child's pid and port, from main.py's log."""
+    match = SIMULATOR_STARTED.search(logged)
+    assert match, "main.py --demo did not log its simulator process"
+    return int(match.group(1)), int(match.group(2))
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.1)
+    return condition()
+
+
+async def start_binance_demo(tmp_path: Path, broker: Broker, exchange_name: str) -> tuple[
+    asyncio.subprocess.Process, Path
+]:
+    """main.py --demo with Binance only, its log in tmp_path, once its simulator child is up."""
+    log_file = tmp_path / "app.log"
+    config = with_changes(
+        exchanges=["binance"], markets=["futures"], rabbitmq={"exchange": exchange_name},
+        logging={"level": "INFO", "file": str(log_file)}, control={"enabled": False, "state_file": None},
+        api_keys_file=None,
+    )
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    process = await run_main("--demo", "--demo-port", "0", "--config", str(path), env={"RABBITMQ_URL": broker.url})
+    started = await eventually(lambda: log_file.exists() and SIMULATOR_STARTED.search(log_file.read_text()) is not None)
+    if not started:
+        process.kill()
+        output = b"".join(await asyncio.wait_for(process.communicate(), 30)).decode()
+        raise AssertionError(f"no simulator process logged: {output[-3000:]}")
+    return process, log_file
+
+
+async def test_demo_simulator_dies_with_main_even_when_main_is_killed(
+    tmp_path: Path, broker: Broker, exchange_name: str, consumer: Consumer
+) -> None:
+    process, log_file = await start_binance_demo(tmp_path, broker, exchange_name)
+    simulator_pid, port = simulator_of(log_file.read_text())
+    assert await consumer.wait_until(lambda: bool(consumer.latest), timeout=60), "the demo streamed nothing"
+    assert alive(simulator_pid) and listening(port)
+    process.kill()  # no chance to clean up: the child must notice on its own
+    await asyncio.wait_for(process.communicate(), 30)
+    assert await eventually(lambda: not alive(simulator_pid) and not listening(port)), (
+        f"simulator {simulator_pid} left holding port {port} after main.py was killed"
+    )
+
+
+async def test_demo_stops_with_an_error_when_its_simulator_dies(
+    tmp_path: Path, broker: Broker, exchange_name: str, consumer: Consumer
+) -> None:
+    process, log_file = await start_binance_demo(tmp_path, broker, exchange_name)
+    simulator_pid, _ = simulator_of(log_file.read_text())
+    assert await consumer.wait_until(lambda: bool(consumer.latest), timeout=60), "the demo streamed nothing"
+    os.kill(simulator_pid, signal.SIGKILL)
+    try:
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1, (stdout + stderr).decode()[-3000:]
+    assert re.search(
+        rf"\[ERROR\] \[main\] demo: the exchange simulator \(process {simulator_pid}\) exited with code -9",
+        log_file.read_text(),
+    )
