@@ -164,9 +164,13 @@ class SpreadEvaluator:
 
     def _opening_net(self, buy: Quote, sell: Quote, snapshot: SpreadSnapshot) -> float | None:
         """The net that may open an opportunity (see consumers.opportunities): with open_on `executable` and a
-        book on both legs, the executable net, and only if the notional fills; else the top-of-book net."""
-        if self.settings.open_on == "top" or not (buy.has_depth and sell.has_depth):
+        book on both legs, the executable net, and only if the notional fills; with no book on either leg
+        (orderbook_depth 0), the top-of-book net. With a book on one leg only, the other's is resyncing: what
+        fills is unknown until it is back, so nothing opens meanwhile."""
+        if self.settings.open_on == "top" or not (buy.has_depth or sell.has_depth):
             return snapshot.net_pct
+        if not (buy.has_depth and sell.has_depth):
+            return None
         return snapshot.executable_net_pct if snapshot.fully_fillable else None
 
     @staticmethod

@@ -579,19 +579,25 @@ async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
 async def consume_spreads(
     url: str, analytics: str, latency: LatencyWindow, count: list[int]
 ) -> aio_pika.abc.AbstractConnection:
-    """Spread snapshots from the engine: newest leg's collector receipt → evaluation time."""
+    """Spread snapshots from the engine: newest leg's collector receipt → evaluation time, for snapshots a new
+    quote triggered. The engine also re-evaluates a direction when a leg's other parts (mark price, funding)
+    update; the quote in such a snapshot is older, and its age is not the engine's latency."""
     connection = await aio_pika.connect(url)
     channel = await connection.channel()
     exchange = await channel.declare_exchange(analytics, aio_pika.ExchangeType.TOPIC, durable=True)
     queue = await channel.declare_queue(exclusive=True)
     await queue.bind(exchange, "spread.#")
 
+    newest_seen: dict[str, int] = {}  # routing key (one direction of one symbol) -> newest quote receipt so far
+
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         body = orjson.loads(message.body)
         count[0] += 1
         legs = [body["buy"].get("received_timestamp"), body["sell"].get("received_timestamp")]
         newest = max((leg for leg in legs if leg is not None), default=None)
-        if newest is not None:
+        key = message.routing_key or ""
+        if newest is not None and newest > newest_seen.get(key, 0):
+            newest_seen[key] = newest
             latency.record(body["timestamp"] - newest)
 
     await queue.consume(on_message, no_ack=True)

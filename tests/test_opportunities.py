@@ -101,14 +101,18 @@ def evaluator(clock: Clock, **settings: object) -> SpreadEvaluator:
     return SpreadEvaluator(UNIVERSE, config, clock=clock)
 
 
-def feed(engine: SpreadEvaluator, clock: Clock, buy_size: float, ticks: int = 3, depth: bool = True) -> list:
+def feed(
+    engine: SpreadEvaluator, clock: Clock, buy_size: float, ticks: int = 3, depth: bool = True,
+    buy_depth: bool | None = None,
+) -> list:
     """okx asks 100,000, binance bids 100,500: 0.5 % before fees, ~0.4 % net at the top of book. The
-    transitions of every evaluation (each quote evaluates the pair)."""
+    transitions of every evaluation (each quote evaluates the pair). `buy_depth`: okx's book, where it differs."""
     transitions = []
     for _ in range(ticks):
         clock.now += 100
         for update in (quote("binance", 100_500, 100_510, clock.now, size=10, depth=depth),
-                       quote("okx", 99_990, 100_000, clock.now, size=buy_size, depth=depth)):
+                       quote("okx", 99_990, 100_000, clock.now, size=buy_size,
+                             depth=depth if buy_depth is None else buy_depth)):
             transitions += [transition for _, transition, _ in engine.on_quote(update)]
     return transitions
 
@@ -127,6 +131,17 @@ def test_top_of_book_opening_and_the_fallback_without_books_open_on_the_price_ga
     assert feed(top, clock, buy_size=0.001) == [None, "open", None, None, None]
     no_books = evaluator(clock)  # executable, but the legs carry no book (orderbook_depth 0)
     assert feed(no_books, clock, buy_size=0.001, depth=False) == [None, "open", None, None, None]
+
+
+def test_nothing_opens_while_one_legs_book_resyncs() -> None:
+    """Books flow, but okx's is `orderbook: null` for now (a resync): its top-of-book size is all the engine
+    knows, so whether the notional fills is unknown. A sliver at the top must not open; once the book is back,
+    a spread that fills does."""
+    clock = Clock()
+    engine = evaluator(clock)
+    assert feed(engine, clock, buy_size=0.001, buy_depth=False) == [None] * 5
+    assert engine.counters.opened == 0
+    assert feed(engine, clock, buy_size=0.02).count("open") == 1
 
 
 def test_an_open_opportunity_closes_as_stale_on_the_next_update_of_the_other_leg() -> None:

@@ -106,8 +106,10 @@ async def test_a_shift_opens_an_opportunity_the_tracker_records_it_and_its_end_c
     tracker = SpreadTracker(config, read_universe(config.universe_dir), events_queue=f"{exchange_name}_tracker")
     try:
         async with running(config), service(SpreadEngine(config)), service(tracker):
+            # both books in: the engine judges the opening on the depth it sweeps
             assert await analytics.wait_until(lambda: any(k.startswith("spread.BTCUSDT.okx.binance")
-                                                          for k, _, _ in analytics.messages), timeout=30)
+                                                          and body["fully_fillable"]
+                                                          for k, body, _ in analytics.messages), timeout=30)
             assert not events(analytics, "open")  # calm prices: no opportunity
             simulator.shift(*SHIFTED, bps=80, seconds=4)
             assert await analytics.wait_until(lambda: events(analytics, "open"), timeout=15)
