@@ -27,7 +27,10 @@ import pytest
 import pytest_asyncio
 
 from collectors.ccxt_bridge import create_exchange
+from collectors.market_state import MarketState
 from collectors.venues import VENUE_NAMES, futures_source
+from collectors.venues.base import NonceSequenceCheck
+from collectors.venues.htx import VersionGapCheck
 from simulator.mexc import SPOT_STREAMS_AVAILABLE
 from simulator.server import Simulator
 from tests.broker import Broker
@@ -264,3 +267,16 @@ async def test_bitget_reports_a_checksum_mismatch_while_handling_the_frame_that_
     finally:
         await exchange.close()
         await simulator.stop()
+
+
+def test_an_update_ccxt_skipped_as_older_than_its_book_is_not_a_gap() -> None:
+    """KuCoin and MEXC: ccxt skips a diff older than its book (common right after a snapshot newer than diffs still
+    in flight, and on a busy host). That leaves the book right, so it must not redial: on a loaded box each redial
+    fetched a newer snapshot and met older diffs again, a loop in which those books never came back."""
+    state = MarketState("mexc", "BTC/USDT:USDT", contract_size=1, depth=20)
+    check = NonceSequenceCheck()
+    assert check(state, {"nonce": 100}, None) is None  # the snapshot: where the sequence stands
+    assert check(state, {"nonce": 100}, None) is None  # an older diff, skipped by ccxt: the nonce did not move
+    assert check(state, {"nonce": 101}, None) is None
+    assert check(state, {"nonce": 103}, None) == "update 103 after 101"  # one lost: a gap
+    assert not VersionGapCheck.ccxt_skips_stale  # HTX: ccxt applies whatever comes, so an old one is still caught

@@ -59,6 +59,11 @@ class SequenceCheck(ABC):
     the last one (a dropped update skips numbers; a late one goes back). The first update after a (re)subscribe,
     a snapshot, only says where the sequence stands; so does any snapshot the venue sends mid-stream."""
 
+    ccxt_skips_stale: ClassVar[bool] = False
+    """ccxt itself skips an update older than its book (leaving the book as it was): such an update, one that ends
+    at or before where the sequence stands, is harmless and not a gap. It is common right after a snapshot, when
+    the REST snapshot is newer than diffs still in flight, and more so on a busy host."""
+
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
 
@@ -77,6 +82,8 @@ class SequenceCheck(ABC):
                 self._last[symbol] = position
             return None
         first, last = self.span(book, frame)
+        if self.ccxt_skips_stale and last is not None and last <= previous:
+            return None
         if last is not None:
             self._last[symbol] = last
         if first is None or first == previous + 1:
@@ -95,7 +102,9 @@ class SequenceCheck(ABC):
 class NonceSequenceCheck(SequenceCheck):
     """ccxt's book `nonce` is the sequence number of the last update applied, one up per update (KuCoin's level2
     `sequence`, MEXC's contract `version`). ccxt skips an update older than its book without touching the nonce,
-    which shows up here as the same number again."""
+    which shows up here as the same number again: harmless, not a gap."""
+
+    ccxt_skips_stale = True
 
     def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
         nonce = book.get("nonce")

@@ -243,6 +243,8 @@ class SpotVersionCheck(SequenceCheck):
     """aggre.depth deltas cover fromVersion..toVersion. ccxt keeps only the fromVersion of the last delta it applied
     as the book's nonce (and skips one older than that), so the spans come from the delta itself."""
 
+    ccxt_skips_stale = True
+
     def span(self, book: Any, frame: Any) -> tuple[int | None, int | None]:
         delta = last_delta(book)
         if delta is None:
