@@ -36,6 +36,10 @@ from utils.statistics import Statistics
 log = logging.getLogger("main")
 
 COLLECTOR_RESTART_SECONDS = 5.0
+DEMO_RATE = 5.0
+"""--demo's book updates per symbol per second on the default 25-perpetual list."""
+DEMO_BOOK_UPDATES_PER_VENUE = 125.0
+"""--demo-universe N keeps each venue's book feed at the default one's (25 x 5 per second)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,9 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--demo-rate",
         type=float,
-        default=5.0,
+        default=None,
         metavar="N",
-        help="simulator book updates per symbol per second with --demo (default 5)",
+        help=f"simulator book updates per symbol per second with --demo (default {DEMO_RATE:g}; with "
+        f"--demo-universe N: {DEMO_BOOK_UPDATES_PER_VENUE:g} / N, so a big universe feeds as busily as the default "
+        "one and the demo shows what the collector does, not a saturated box)",
     )
     parser.add_argument(
         "--demo-universe",
@@ -121,6 +127,13 @@ class SimulatorEndpoints(Protocol):
     def venues(self) -> Any: ...
 
     def ccxt_config(self, venue: str) -> dict[str, Any]: ...
+
+
+def demo_rate(args: argparse.Namespace) -> float:
+    """Book updates per symbol per second: as asked, else the default, spread over a bigger universe."""
+    if args.demo_rate is not None:
+        return args.demo_rate
+    return DEMO_BOOK_UPDATES_PER_VENUE / args.demo_universe if args.demo_universe else DEMO_RATE
 
 
 def demo_simulator_args(args: argparse.Namespace) -> list[str]:
@@ -256,7 +269,7 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
         simulator = SimulatorProcess(
             venues=[exchange.name for exchange in config.exchanges],
             port=args.demo_port,
-            rate=args.demo_rate,
+            rate=demo_rate(args),
             extra_args=demo_simulator_args(args),
         )
         try:

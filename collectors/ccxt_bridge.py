@@ -19,6 +19,9 @@ the rejection is made at once instead, so nothing can publish that book in the m
 The fifth hook (`handle_message`) hands a venue's refusal of a subscription, read by the venue module, to the
 supervisors waiting on a subscription (see stream_supervisor).
 
+`rest_requests_waiting` reads ccxt's REST throttle queue: a book stream's first data waits for its REST
+snapshots, which queue behind every other snapshot the instance asked for.
+
 The fourth hook hears a connection end (closed by the venue, failed, torn down), the moment the books it
 fed stop being the venue's: ccxt keeps their old levels until a new snapshot arrives.
 
@@ -244,6 +247,13 @@ def on_connection_end(client: Any, listener: LossListener) -> None:
         listener(client)
     else:
         client.futures_scan_loss_listeners.append(listener)
+
+
+def rest_requests_waiting(exchange: Any) -> bool:
+    """Requests queue in the instance's REST throttle (e.g. the order-book snapshots of 300 symbols, ten a
+    second on Binance): subscriptions that wait for them are slow, not dead."""
+    throttler = getattr(exchange, "throttler", None)
+    return bool(throttler is not None and throttler.queue)
 
 
 def last_delta(book: Any) -> Any:

@@ -38,7 +38,14 @@ from tenacity import (
     wait_fixed,
 )
 
-from collectors.ccxt_bridge import SUBSCRIBER, DesyncHandler, client_is_alive, fail_client, on_connection_end
+from collectors.ccxt_bridge import (
+    SUBSCRIBER,
+    DesyncHandler,
+    client_is_alive,
+    fail_client,
+    on_connection_end,
+    rest_requests_waiting,
+)
 from collectors.market_state import MarketState
 from collectors.venues.base import StreamSpec
 from models.config import CollectionConfig
@@ -204,7 +211,8 @@ class StreamSupervisor:
     async def _subscribe(self, within: float) -> None:
         """Subscribe; returns once every symbol delivered. Raises SubscribeRefused when the venue refuses the
         request (nothing is torn down: the connection serves other streams), SubscribeFailed when nothing came within
-        `within` seconds of the last request ccxt sent for this batch (its throttle can hold requests back)."""
+        `within` seconds of the last request ccxt sent for this batch (its throttle can hold requests back), or of
+        the moment the instance's REST queue (book snapshots) drained."""
         loop = asyncio.get_running_loop()
         refused: asyncio.Future[str] = loop.create_future()
 
@@ -220,15 +228,19 @@ class StreamSupervisor:
             watch = asyncio.ensure_future(self.spec.watch(self.exchange, self.subscribed))
         finally:
             SUBSCRIBER.reset(token)
-        started = time.monotonic()
+        started = busy = time.monotonic()
         try:
             while True:
                 sent = self.exchange.last_sent.get(self.name, started)
-                remaining = max(sent, started) + within - time.monotonic()
+                remaining = max(sent, busy) + within - time.monotonic()
                 done, _ = await asyncio.wait({watch, refused}, timeout=max(remaining, 0),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if done or self.exchange.last_sent.get(self.name, started) == sent:
-                    break  # an answer, or `within` has passed since the last request was sent
+                if done:
+                    break
+                if rest_requests_waiting(self.exchange):
+                    busy = time.monotonic()  # its REST snapshots are still queued: `within` counts from their end
+                elif self.exchange.last_sent.get(self.name, started) == sent:
+                    break  # `within` has passed since the last request was sent and the REST queue drained
         finally:
             self.exchange.last_sent.pop(self.name, None)
             listeners.discard(on_refusal)

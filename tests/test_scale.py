@@ -1,130 +1,100 @@
-"""Full scale: `"symbols": "auto"` on a 300-perpetual universe, all 12 sources, the simulator in its own process
-(as a user runs it, and so it does not starve the collector). Every symbol on every source delivers quotes, within
-each venue's per-connection cap, and the log shows no retry loop."""
+"""Full scale, as the README tells a user to try it: `scripts/discover.py --demo --demo-universe 300`, then
+`python main.py --demo --demo-universe 300` with `"symbols": "auto"` in its own process (the simulator in a child
+of its own). Every symbol on every one of the 12 sources delivers quotes, each venue within its per-connection
+cap, and the log shows no retry loop. What the collector says about itself is read over the control plane
+(`get_statistics`), as `scripts/control_client.py` does: per source, its symbols and the ones whose quote has not
+arrived within `stale_after_seconds`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import pytest
 
-from models.config import AppConfig
 from tests.broker import Broker
-from tests.helpers import Consumer, running
+from tests.control_helpers import ControlPeer
+from tests.helpers import eventually
+from tests.test_process import with_changes
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = pytest.mark.timeout(420)
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIVERSE = 300
-RATE = 0.5
-"""Book updates per symbol per second: low, so 12 sources x 300 symbols stay within a loaded 2-core machine, yet MEXC
-contract books (seeded after 5 buffered diffs) complete in seconds."""
+UNIVERSE = "300"
+SOURCES = 12
+RETRY_WORDS = ("refused", "subscribe attempt", "stream lost", "out of sync")
 
 
-@pytest.fixture
-async def simulator_process(tmp_path: Path) -> AsyncIterator[str]:
-    """`python -m simulator` on a free port it writes to a file; yields its base URL."""
-    port_file = tmp_path / "port"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator", "--port", "0", "--port-file", str(port_file),
-        "--universe-size", str(UNIVERSE), "--rate", str(RATE), cwd=ROOT, env={**os.environ},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert process.returncode is None and time.monotonic() < deadline, "the simulator did not start"
-            await asyncio.sleep(0.1)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), 20)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-@pytest.mark.xfail(
-    reason="open: on the shared 2-core machine MEXC contract and sometimes HTX have not quoted every symbol within "
-    "240 s (the other 10-11 sources have). Measured: the collector process runs at ~90-100 % of one core for the "
-    "whole run (simulator ~60 %, RabbitMQ ~20-25 %): one collector process is saturated at 12 x 300 symbols",
-    strict=False,
-)
-async def test_auto_on_a_300_symbol_universe_streams_every_symbol_everywhere(
-    simulator_process: str, tmp_path: Path, broker: Broker, exchange_name: str, consumer: Consumer,
-    caplog: pytest.LogCaptureFixture,
+async def test_auto_on_a_300_symbol_universe_streams_every_symbol_on_every_source(
+    tmp_path: Path, broker: Broker, exchange_name: str, control_names: tuple[str, str]
 ) -> None:
-    async with aiohttp.ClientSession() as http:
-        overrides = await (await http.get(f"{simulator_process}/admin/ccxt")).json()
-    exchanges = [{"name": name, "ccxt": ccxt} for name, ccxt in overrides.items()]
-    generated = tmp_path / "generated"
-    config_file = tmp_path / "config.json"
-    config_file.write_text(json.dumps({"exchanges": exchanges, "markets": ["futures", "spot"],
-                                       "symbols": "auto", "api_keys_file": None}))
-    discover = await asyncio.create_subprocess_exec(
-        sys.executable, "scripts/discover.py", "--config", str(config_file), "--output", str(generated), cwd=ROOT,
-        env={**os.environ}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    queue, responses = control_names
+    log_file = tmp_path / "app.log"
+    config = with_changes(
+        rabbitmq={"exchange": exchange_name}, symbols="auto", universe_dir=str(tmp_path / "generated"),
+        logging={"level": "INFO", "file": str(log_file)},
+        control={"queue": queue, "responses_exchange": responses, "state_file": None}, api_keys_file=None,
     )
-    _, stderr = await asyncio.wait_for(discover.communicate(), 180)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "RABBITMQ_URL": broker.url}
+    discover = await asyncio.create_subprocess_exec(
+        sys.executable, "scripts/discover.py", "--demo", "--demo-universe", UNIVERSE, "--config", str(path),
+        "--output", str(tmp_path / "generated"), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(discover.communicate(), 120)
     assert discover.returncode == 0, stderr.decode()[-2000:]
 
-    config = AppConfig.model_validate({
-        "rabbitmq": {"url": broker.url, "exchange": exchange_name},
-        "exchanges": exchanges,
-        "markets": ["futures", "spot"],
-        "symbols": "auto",
-        "universe_dir": str(generated),
-        "collection": {"orderbook_depth": 0, "stale_after_seconds": 60, "retry_delays": [1, 2, 5],
-                       "statistics_interval_seconds": 3600},
-        "logging": {"level": "INFO", "file": None},
-        "control": {"enabled": False, "state_file": None},
-        "api_keys_file": None,
-    })
-    started = time.time()
-    with caplog.at_level(logging.INFO):
-        async with running(config) as app:
-            assert len(app.collectors) == 12
+    # stdout to nowhere: 12 sources x 300 symbols log more than a pipe holds, and an unread pipe would block it
+    collector = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "--demo", "--demo-port", "0", "--demo-universe", UNIVERSE, "--config", str(path),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    control = ControlPeer(broker.url, queue, responses)
+    await control.start()
+    statistics: dict[str, Any] = {}
+    try:
+        listening = f"listening for control commands on queue {queue}"
+        assert await eventually(lambda: log_file.exists() and listening in log_file.read_text(), timeout=60)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert collector.returncode is None, f"main.py exited with {collector.returncode}"
+            statistics = await sources_of(control)
+            if len(statistics) == SOURCES and all(complete(source) for source in statistics.values()):
+                break
+            await asyncio.sleep(5)
+        lagging = {name: (source.get("symbols"), source.get("stale_symbols", [])[:5])
+                   for name, source in statistics.items() if not complete(source)}
+        assert len(statistics) == SOURCES and not lagging, f"symbols, and some not quoting: {lagging}"
+        settled = len(log_file.read_text().splitlines())
+        await asyncio.sleep(20)  # quotes keep coming, and nothing redials in a loop
+        statistics = await sources_of(control)
+        assert all(complete(source) for source in statistics.values()), statistics
+    finally:
+        await control.close()
+        collector.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(collector.wait(), 60)
+    assert collector.returncode == 0
+    lines = log_file.read_text().splitlines()
+    assert not [line for line in lines if "refused" in line], "a venue refused a subscription: over its cap"
+    retries_since = [line for line in lines[settled:] if any(word in line for word in RETRY_WORDS)]
+    assert not retries_since, retries_since[:5]
+    print(f"\nsymbols per source: { {name: source['symbols'] for name, source in statistics.items()} }")
 
-            first: dict[str, float] = {}  # routing key -> when its first quote arrived
-            scanned = 0
 
-            def missing() -> dict[str, set[str]]:
-                """Read only the messages that arrived since the last look (the list grows by thousands a second)."""
-                nonlocal scanned
-                messages = consumer.messages
-                for key, body, at in messages[scanned:]:
-                    if body["ticker"]["bid"] and key not in first:
-                        first[key] = at
-                scanned = len(messages)
-                return {c.venue.source_id: {s.routing_key for s in c.states.values()} - first.keys()
-                        for c in app.collectors}
+async def sources_of(control: ControlPeer) -> dict[str, Any]:
+    """get_statistics' per-source part: symbols streamed, and those whose quote has not arrived lately."""
+    reply = await control.request("get_statistics", timeout=30)
+    return (reply.get("data") or {}).get("exchanges", {})
 
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                if all(c.markets_loaded.is_set() and c.states for c in app.collectors) and not any(
-                        missing().values()):
-                    break
-                await asyncio.sleep(1)
-            left = {source: sorted(keys)[:5] for source, keys in missing().items() if keys}
-            assert not left, f"no quote yet from: {left}"
-            streamed = {c.venue.source_id: len(c.states) for c in app.collectors}
-            complete = {c.venue.source_id: round(max(first[s.routing_key] for s in c.states.values()) - started)
-                        for c in app.collectors}
-            connections = {c.venue.source_id: c.connections for c in app.collectors}
-    print(f"\nsymbols per source: {streamed}\nconnections: {connections}\nseconds until every symbol quoted: "
-          f"{complete}")
-    assert all(count >= 0.9 * UNIVERSE for source, count in streamed.items() if not source.endswith("spot"))
-    assert all(count >= 0.8 * UNIVERSE for count in streamed.values())
-    loops = [r.getMessage() for r in caplog.records
-             if any(word in r.getMessage() for word in ("refused", "subscribe attempt", "stream lost"))]
-    assert not loops, loops[:5]
+
+def complete(source: dict[str, Any]) -> bool:
+    """At least 90 % of the universe listed here is streamed, and every one of its quotes has arrived lately."""
+    return source["symbols"] >= 0.9 * int(UNIVERSE) and not source["stale_symbols"]
