@@ -9,15 +9,13 @@ import re
 import signal
 import socket
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from collectors.venues import VENUE_NAMES, sources_for
 from tests.broker import Broker
-from tests.helpers import SYMBOLS, Consumer, valid
+from tests.helpers import SYMBOLS, Consumer, eventually, valid
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -149,15 +147,6 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.1)
-    return condition()
-
-
 async def start_binance_demo(tmp_path: Path, broker: Broker, exchange_name: str) -> tuple[
     asyncio.subprocess.Process, Path
 ]:
@@ -171,7 +160,9 @@ async def start_binance_demo(tmp_path: Path, broker: Broker, exchange_name: str)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     process = await run_main("--demo", "--demo-port", "0", "--config", str(path), env={"RABBITMQ_URL": broker.url})
-    started = await eventually(lambda: log_file.exists() and SIMULATOR_STARTED.search(log_file.read_text()) is not None)
+    started = await eventually(
+        lambda: log_file.exists() and SIMULATOR_STARTED.search(log_file.read_text()) is not None, timeout=30
+    )
     if not started:
         process.kill()
         output = b"".join(await asyncio.wait_for(process.communicate(), 30)).decode()
@@ -188,7 +179,7 @@ async def test_demo_simulator_dies_with_main_even_when_main_is_killed(
     assert alive(simulator_pid) and listening(port)
     process.kill()  # no chance to clean up: the child must notice on its own
     await asyncio.wait_for(process.communicate(), 30)
-    assert await eventually(lambda: not alive(simulator_pid) and not listening(port)), (
+    assert await eventually(lambda: not alive(simulator_pid) and not listening(port), timeout=30), (
         f"simulator {simulator_pid} left holding port {port} after main.py was killed"
     )
 
