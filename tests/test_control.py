@@ -18,7 +18,7 @@ from models.config import AppConfig
 from simulator.server import Simulator
 from tests.broker import Broker
 from tests.control_helpers import ControlPeer, enable_control
-from tests.helpers import Consumer, all_streams_up, collector_config, running
+from tests.helpers import Consumer, all_streams_up, collector_config, eventually, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,9 +182,9 @@ async def test_symbol_changes_and_the_watchlist_survive_a_restart(
         assert [(e["exchange"], e["symbol"]) for e in watchlist] == [("binance", "XRP/USDT:USDT")]
         assert 3500 < watchlist[0]["remaining_seconds"] <= 3600
         binance, bybit = app.collectors
-        assert await _eventually(lambda: set(binance.states) == {"BTC/USDT:USDT", "SOL/USDT:USDT", "DOGE/USDT:USDT",
+        assert await eventually(lambda: set(binance.states) == {"BTC/USDT:USDT", "SOL/USDT:USDT", "DOGE/USDT:USDT",
                                                                  "XRP/USDT:USDT"})
-        assert await _eventually(lambda: set(bybit.states) == {"BTC/USDT:USDT", "SOL/USDT:USDT", "DOGE/USDT:USDT"})
+        assert await eventually(lambda: set(bybit.states) == {"BTC/USDT:USDT", "SOL/USDT:USDT", "DOGE/USDT:USDT"}, 10)
 
 
 async def test_watchlist_pairs_expire_by_themselves_and_touch_extends_them(
@@ -205,22 +205,13 @@ async def test_watchlist_pairs_expire_by_themselves_and_touch_extends_them(
         watchlist = (await peer.request("get_watchlist"))["data"]["watchlist"]
         assert [(e["exchange"], e["symbol"]) for e in watchlist] == [("bybit", "ADA/USDT:USDT")]  # BTC expired
 
-        assert await _eventually(lambda: "ADA/USDT:USDT" not in app.collectors[1].states, timeout=5)
+        assert await eventually(lambda: "ADA/USDT:USDT" not in app.collectors[1].states, timeout=5)
         assert (await peer.request("get_watchlist"))["data"]["count"] == 0
         await asyncio.sleep(0.5)
         after = time.time()
         await asyncio.sleep(2)
         assert "futures.bybit.ADAUSDT" not in consumer.keys_since(after)
         assert "futures.bybit.BTCUSDT" in consumer.keys_since(after)  # still in the symbol set
-
-
-async def _eventually(condition: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.05)
-    return bool(condition())  # type: ignore[operator]
 
 
 def test_config_control_defaults_are_the_documented_names() -> None:

@@ -30,7 +30,7 @@ from models.config import AppConfig
 from models.universe import Universe, read_universe
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import Consumer, collector_config, running
+from tests.helpers import Consumer, collector_config, eventually, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -89,15 +89,6 @@ class Discovery:
         return None if self._process is None else self._process.returncode
 
 
-async def until(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.05)
-    return bool(condition())  # type: ignore[operator]
-
-
 def listed_on(universe: Universe, source: str, symbol: str) -> bool:
     return any(listing.source == source and listing.symbol == symbol
                for entry in universe.symbols for listing in entry.listings)
@@ -130,7 +121,7 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
     await analytics.start()
     tracker_queue = f"{exchange_name}_tracker"
     try:
-        assert await until(lambda: discovery.said("round 1: wrote the universe"), 60), discovery.lines[-20:]
+        assert await eventually(lambda: discovery.said("round 1: wrote the universe"), 60), discovery.lines[-20:]
         first = read_universe(output)
         assert listed_on(first, *DELISTED) and not listed_on(first, *NEWLY_LISTED)
         engine = SpreadEngine(config)
@@ -147,14 +138,14 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
             assert await analytics.wait_until(lambda: events(analytics, "open"), timeout=20)
             opened = events(analytics, "open")[0]
             assert (opened.symbol, opened.buy, opened.sell) == ("ETH/USDT", "bybit", "binance")
-            assert await until(lambda: opened.opportunity_id in tracker.open, 10)
+            assert await eventually(lambda: opened.opportunity_id in tracker.open, 10)
             rounds = len(discovery.said("universe unchanged"))
-            assert await until(lambda: len(discovery.said("universe unchanged")) > rounds, 15)  # nothing rewritten
+            assert await eventually(lambda: len(discovery.said("universe unchanged")) > rounds, 15)  # nothing rewritten
 
             # the venues delist one listing and list a new one; the next round notices
             simulator.set_listing(DELISTED[0], "futures", DELISTED[1], listed=False)
             simulator.set_listing(NEWLY_LISTED[0], "futures", NEWLY_LISTED[1], listed=True)
-            assert await until(lambda: discovery.said("universe changed"), 20), discovery.lines[-20:]
+            assert await eventually(lambda: discovery.said("universe changed"), 20), discovery.lines[-20:]
             (change,) = discovery.said("universe changed")
             assert "removed listings: binance: ETH/USDT:USDT" in change
             assert "added listings: bybit: SOL/USDT:USDT" in change
@@ -162,7 +153,7 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
             assert not listed_on(second, *DELISTED) and listed_on(second, *NEWLY_LISTED)
 
             # the collector: binance stops ETH (its publisher key forgotten), bybit starts SOL, no restart
-            assert await until(lambda: "ETH/USDT:USDT" not in binance.states, 20)
+            assert await eventually(lambda: "ETH/USDT:USDT" not in binance.states, 20)
             stopped = time.time()
             assert await consumer.wait_until(lambda: "futures.bybit.SOLUSDT" in consumer.keys_since(stopped), 20)
             assert "SOL/USDT:USDT" in bybit.states and "ETH/USDT:USDT" in bybit.states
@@ -176,7 +167,7 @@ async def test_a_rediscovered_universe_is_followed_by_the_collector_the_engine_a
             assert await analytics.wait_until(
                 lambda: any(key.startswith("spread.SOLUSDT.bybit.binance") for key, _, _ in analytics.messages), 15)
             # the tracker: the track ended as delisted, and the new listing's fee is known
-            assert await until(lambda: opened.opportunity_id not in tracker.open, 10)
+            assert await eventually(lambda: opened.opportunity_id not in tracker.open, 10)
             assert ("bybit", "SOL/USDT") in tracker.fees
             await tracker.stop()
             await engine.stop()
