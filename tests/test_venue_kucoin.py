@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from collectors.market_state import MarketState
+from collectors.venues.base import NonceSequenceCheck
+from collectors.venues.htx import VersionGapCheck
 from collectors.venues.kucoin import _next_funding_time
 from simulator.server import Simulator
 from tests.broker import Broker
@@ -111,3 +114,16 @@ def test_next_funding_time_from_either_field() -> None:
     )
     assert _next_funding_time({"nextFundingRateTime": 1_816_952}, 1_795_332_583_130) == 1_795_334_400_000
     assert _next_funding_time({}, 1_795_332_583_130) is None
+
+
+def test_an_update_ccxt_skipped_as_older_than_its_book_is_not_a_gap() -> None:
+    """KuCoin and MEXC: ccxt skips a diff older than its book (common right after a snapshot newer than diffs still
+    in flight, and on a busy host). That leaves the book right, so it must not redial: on a loaded box each redial
+    fetched a newer snapshot and met older diffs again, a loop in which those books never came back."""
+    state = MarketState("mexc", "BTC/USDT:USDT", contract_size=1, depth=20)
+    check = NonceSequenceCheck()
+    assert check(state, {"nonce": 100}, None) is None  # the snapshot: where the sequence stands
+    assert check(state, {"nonce": 100}, None) is None  # an older diff, skipped by ccxt: the nonce did not move
+    assert check(state, {"nonce": 101}, None) is None
+    assert check(state, {"nonce": 103}, None) == "update 103 after 101"  # one lost: a gap
+    assert not VersionGapCheck.ccxt_skips_stale  # HTX: ccxt applies whatever comes, so an old one is still caught
