@@ -28,11 +28,12 @@ class Service(Protocol):
         """One line for the log every statistics_interval_seconds."""
 
 
-def run_main(argv: list[str] | None, prog: str, description: str, build: Callable[[AppConfig], Service]) -> int:
+def run_main(argv: list[str] | None, prog: str, description: str, build: Callable[[AppConfig], Service],
+             needs_universe: bool = True) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config.json", metavar="PATH",
-                        help="config.json: rabbitmq, universe_dir, spreads and tracker sections (default "
+                        help="config.json: rabbitmq, universe_dir, spreads, tracker and monitor sections (default "
                              "config.json, else config.example.json)")
     args = parser.parse_args(argv)
     try:
@@ -40,11 +41,12 @@ def run_main(argv: list[str] | None, prog: str, description: str, build: Callabl
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    try:
-        read_universe(config.universe_dir)
-    except FileNotFoundError:
-        print(f"no universe in {config.universe_dir}/: run python scripts/discover.py first", file=sys.stderr)
-        return 2
+    if needs_universe:
+        try:
+            read_universe(config.universe_dir)
+        except FileNotFoundError:
+            print(f"no universe in {config.universe_dir}/: run python scripts/discover.py first", file=sys.stderr)
+            return 2
     setup_logging(config.logging)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_serve(build(config), config.collection.statistics_interval_seconds))

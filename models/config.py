@@ -43,6 +43,12 @@ class RabbitMQConfig(_Section):
         max_length=200,
         description="shown in the management UI as '<name> publisher'; tell several collectors apart",
     )
+    status_exchange: str = Field(
+        default="futures_collector_status",
+        min_length=1,
+        max_length=255,
+        description="topic exchange of the collector's status heartbeat (routing key status.<connection_name>)",
+    )
 
     def amqp_url(self) -> str:
         if self.url is not None:
@@ -84,6 +90,10 @@ class CollectionConfig(_Section):
     funding_poll_seconds: float = Field(default=60.0, ge=1, le=86400)
     max_message_age_ms: int = Field(default=5000, ge=1, le=86_400_000)
     statistics_interval_seconds: float = Field(default=60.0, gt=0, le=86400)
+    status_interval_seconds: float = Field(
+        default=5.0, ge=0, le=3600,
+        description="seconds between status heartbeats on rabbitmq.status_exchange; 0 = none",
+    )
 
     @field_validator("retry_delays")
     @classmethod
@@ -159,6 +169,30 @@ class TrackerConfig(_Section):
     )
 
 
+class MetricsConfig(_Section):
+    """The collector's own Prometheus endpoint."""
+
+    host: str = Field(default="127.0.0.1", description="address /metrics listens on")
+    port: int = Field(default=9464, ge=0, le=65535, description="0 = no /metrics")
+
+
+class MonitorConfig(_Section):
+    """python -m monitor: the HTTP/WebSocket API, the dashboard and Prometheus metrics."""
+
+    host: str = Field(default="127.0.0.1", description="address to listen on; 0.0.0.0 exposes it to the network")
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_top: int = Field(default=200, ge=1, le=10_000, description="the most rows `top` may ask for")
+    max_ws_clients: int = Field(default=100, ge=1, le=10_000, description="WebSocket clients beyond it get 503")
+    queue_max_length: int = Field(
+        default=100_000, ge=100, le=10_000_000,
+        description="messages each of the monitor's queues holds; beyond it the oldest are dropped (newest wins)",
+    )
+    closed_opportunities: int = Field(default=100, ge=1, le=10_000, description="closed opportunities kept")
+    control_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="watchlist requests without a collector reply by then answer 504"
+    )
+
+
 MIN_DISCOVERY_INTERVAL_SECONDS = 60
 """Below this, rediscovery would hammer every venue's REST market list (rate limits, bans)."""
 
@@ -209,6 +243,8 @@ class AppConfig(_Section):
     spreads: SpreadsConfig = Field(default_factory=SpreadsConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
 
     @field_validator("exchanges", mode="before")

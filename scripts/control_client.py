@@ -12,12 +12,15 @@ import asyncio
 import os
 import sys
 import time
-import uuid
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aio_pika
 import orjson
-from aio_pika.exceptions import DeliveryError
+
+from control.client import ControlClient, ControlTimeout, ControlUnreachable, new_request
 
 EXIT_OK, EXIT_ERROR_REPLY, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 3, 4
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -80,11 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def request_for(args: argparse.Namespace) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "command": args.command,
-        "correlation_id": str(uuid.uuid4()),
-        "timestamp": time.time_ns() // 1_000_000,
-    }
+    request = new_request(args.command)
     for name in ("symbol", "exchange", "ttl_seconds"):
         value = getattr(args, name, None)
         if value is not None:
@@ -97,34 +96,15 @@ def request_for(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def call(url: str, queue: str, request: dict[str, Any], wait_seconds: float) -> tuple[int, dict[str, Any]]:
-    connection = await aio_pika.connect(url, client_properties={"connection_name": "futures-scan control_client"})
-    async with connection:
-        channel = await connection.channel(on_return_raises=True)
-        replies = await channel.declare_queue(exclusive=True, auto_delete=True)
-        answered: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-        async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            if message.correlation_id == request["correlation_id"] and not answered.done():
-                answered.set_result(orjson.loads(message.body))
-
-        await replies.consume(on_reply, no_ack=True)
-        try:
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    orjson.dumps(request), content_type="application/json",
-                    correlation_id=request["correlation_id"], reply_to=replies.name,
-                ),
-                routing_key=queue,
-                mandatory=True,
-            )
-        except DeliveryError:
-            missing = f"no queue {queue!r}: is a collector running?"
-            return EXIT_UNREACHABLE, _local_error(request, "unreachable", missing)
-        try:
-            reply = await asyncio.wait_for(answered, wait_seconds)
-        except TimeoutError:
-            silent = f"no reply within {wait_seconds:g} s on queue {queue!r}"
-            return EXIT_TIMEOUT, _local_error(request, "timeout", silent)
+    client = ControlClient(url, queue, connection_name="futures-scan control_client")
+    try:
+        reply = await client.request(request, wait_seconds)
+    except ControlUnreachable as error:
+        return EXIT_UNREACHABLE, _local_error(request, "unreachable", str(error))
+    except ControlTimeout as error:
+        return EXIT_TIMEOUT, _local_error(request, "timeout", str(error))
+    finally:
+        await client.close()
     return (EXIT_OK if reply.get("success") else EXIT_ERROR_REPLY), reply
 
 

@@ -1,0 +1,90 @@
+"""The monitor's side of RabbitMQ: three bounded queues feeding MonitorState.
+
+Each queue is exclusive (it goes with the monitor) and holds at most `monitor.queue_max_length` messages;
+beyond that RabbitMQ drops the oldest, so a monitor that falls behind catches up on the newest data instead
+of replaying the past. A message that does not validate against its model is counted and logged once per
+kind, never trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import aio_pika
+from pydantic import ValidationError
+
+from models.analytics import OpportunityEvent, SpreadSnapshot
+from models.config import AppConfig
+from models.futures_data import FuturesData
+from models.status import CollectorStatus
+from monitor.state import MonitorState, now_ms
+
+log = logging.getLogger("monitor")
+
+PREFETCH = 2000
+
+
+class MonitorBus:
+    def __init__(self, config: AppConfig, state: MonitorState) -> None:
+        self.config = config
+        self.state = state
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._logged_invalid: set[str] = set()
+
+    async def start(self) -> None:
+        rabbitmq = self.config.rabbitmq
+        self._connection = await aio_pika.connect_robust(
+            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} monitor"}
+        )
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        await self._consume(channel, rabbitmq.exchange, ("futures.#", "spot.#"), "market", self._on_market)
+        await self._consume(channel, self.config.spreads.analytics_exchange, ("spread.#",), "spread", self._on_spread)
+        await self._consume(channel, self.config.spreads.analytics_exchange, ("opportunity.#",), "opportunity",
+                            self._on_opportunity)
+        await self._consume(channel, rabbitmq.status_exchange, ("status.#",), "status", self._on_status)
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+
+    async def _consume(
+        self, channel: aio_pika.abc.AbstractChannel, exchange_name: str, bindings: tuple[str, ...], kind: str,
+        handle: Callable[[aio_pika.abc.AbstractIncomingMessage], None],
+    ) -> None:
+        exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(
+            exclusive=True,
+            arguments={"x-max-length": self.config.monitor.queue_max_length, "x-overflow": "drop-head"},
+        )
+        for binding in bindings:
+            await queue.bind(exchange, binding)
+
+        async def deliver(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            try:
+                handle(message)
+            except ValidationError as error:
+                self._invalid(kind, message.routing_key or "", error)
+
+        await queue.consume(deliver, no_ack=True)
+
+    def _invalid(self, kind: str, routing_key: str, error: ValidationError) -> None:
+        self.state.invalid[kind] += 1
+        if kind not in self._logged_invalid:
+            self._logged_invalid.add(kind)
+            log.warning("ignoring an invalid %s message on %s (further ones are only counted): %s",
+                        kind, routing_key, error.errors()[:3])
+
+    def _on_market(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.state.add_market(FuturesData.model_validate_json(message.body), now_ms())
+
+    def _on_spread(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.state.add_spread(message.routing_key or "", SpreadSnapshot.model_validate_json(message.body), now_ms())
+
+    def _on_opportunity(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.state.add_opportunity(OpportunityEvent.model_validate_json(message.body))
+
+    def _on_status(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.state.add_heartbeat(CollectorStatus.model_validate_json(message.body), now_ms())
+

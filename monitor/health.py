@@ -1,0 +1,80 @@
+"""Venue health from the collectors' heartbeats: ok, stale or down, per collector and per source.
+
+- down: the collector's heartbeats stopped (none for 3 intervals), or the source never delivered, or every
+  stream of it is disconnected;
+- stale: its last update is older than the collector's stale_after_seconds, or some of its symbols are;
+- ok: otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from models.status import HEARTBEATS_MISSED_BEFORE_DOWN, CollectorStatus, SourceStatus
+from monitor.state import HeartbeatEntry, MonitorState
+
+Health = Literal["ok", "stale", "down"]
+
+
+def heartbeat_fresh(entry: HeartbeatEntry, at: int) -> bool:
+    return at - entry.at <= HEARTBEATS_MISSED_BEFORE_DOWN * entry.status.interval_seconds * 1000
+
+
+def source_health(source: SourceStatus, collector: CollectorStatus, fresh: bool) -> Health:
+    if not fresh or source.last_update_age_seconds is None:
+        return "down"
+    if source.streams_up and not any(source.streams_up.values()):
+        return "down"
+    if source.last_update_age_seconds > collector.stale_after_seconds or source.stale_symbols:
+        return "stale"
+    return "ok"
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """binance.spot -> (binance, spot); binance -> (binance, futures)."""
+    exchange, _, market = source.partition(".")
+    return exchange, market or "futures"
+
+
+def sources(state: MonitorState, at: int) -> list[dict[str, Any]]:
+    """One row per (collector, source), as the dashboard's tiles and /api/exchanges show them."""
+    rows = []
+    for name, entry in sorted(state.collectors.items()):
+        fresh = heartbeat_fresh(entry, at)
+        heartbeat_age = (at - entry.at) / 1000
+        for source_id, source in sorted(entry.status.sources.items()):
+            exchange, market = split_source(source_id)
+            age = source.last_update_age_seconds
+            rows.append({
+                "collector": name,
+                "source": source_id,
+                "exchange": exchange,
+                "market": market,
+                "status": source_health(source, entry.status, fresh),
+                # the heartbeat's figure was true when it was sent: age it by the time since
+                "last_update_age_seconds": None if age is None else round(age + heartbeat_age, 3),
+                "messages_per_second": source.messages_per_second if fresh else 0.0,
+                "symbols": source.symbols,
+                "updates": source.updates,
+                "errors": source.errors,
+                "reconnects": source.reconnects,
+                "stale_symbols": source.stale_symbols,
+                "streams_up": source.streams_up,
+                "receipt_minus_venue_ms": source.receipt_minus_venue_ms.model_dump(),
+            })
+    return rows
+
+
+def collectors(state: MonitorState, at: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, entry in sorted(state.collectors.items()):
+        status = entry.status
+        rows.append({
+            "collector": name,
+            "status": "ok" if heartbeat_fresh(entry, at) else "down",
+            "heartbeat_age_seconds": round((at - entry.at) / 1000, 3),
+            "interval_seconds": status.interval_seconds,
+            "uptime_seconds": status.uptime_seconds,
+            "publisher": status.publisher.model_dump(),
+        })
+    return rows

@@ -1,0 +1,87 @@
+"""python -m monitor: the HTTP/WebSocket API, the dashboard and /metrics, fed by the bus like any consumer.
+
+It consumes futures.# and spot.# (futures_data), spread.# and opportunity.# (futures_analytics) and the
+collectors' status heartbeats (futures_collector_status), keeps the newest of each in memory and serves:
+
+    GET  /health  /snapshot  /api/spreads  /api/spreads/history  /api/opportunities  /api/exchanges
+    GET|POST|DELETE /api/watchlist   POST /api/watchlist/touch   (forwarded to the collector's control queue)
+    WS   /ws/stream   GET /ui  /ui/data   GET /metrics
+
+Listens on config.json's monitor.host:monitor.port (127.0.0.1:8080 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from consumers.runner import run_main
+from control.client import ControlClient
+from models.config import AppConfig
+from monitor.api import Api
+from monitor.bus import MonitorBus
+from monitor.metrics import MonitorMetrics, metrics_handler
+from monitor.state import MonitorState
+from monitor.stream import StreamHub
+from monitor.watchlist import Watchlist
+
+log = logging.getLogger("monitor")
+
+
+class MonitorService:
+    log = log
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        settings = config.monitor
+        self.state = MonitorState(closed_kept=settings.closed_opportunities)
+        self.bus = MonitorBus(config, self.state)
+        self.api = Api(config, self.state)
+        self.hub = StreamHub(self.api.frame, settings.max_ws_clients, settings.max_top)
+        self.control = ControlClient(config.rabbitmq.amqp_url(), config.control.queue,
+                                     connection_name=f"{config.rabbitmq.connection_name} monitor control")
+        watchlist = Watchlist(self.control, settings.control_timeout_seconds)
+        metrics = MonitorMetrics(self.state, lambda: (len(self.hub.clients), self.hub.frames_sent,
+                                                      self.hub.frames_dropped))
+        self.app = web.Application(client_max_size=64 * 1024)
+        self.app.add_routes([*self.api.routes(), *watchlist.routes(), web.get("/ws/stream", self.hub.handle),
+                             web.get("/metrics", metrics_handler(metrics))])
+        self.app.on_shutdown.append(lambda _: self.hub.close())
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        """The port listened on (monitor.port, or the one the system chose for 0)."""
+
+    async def start(self) -> None:
+        await self.bus.start()
+        settings = self.config.monitor
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.host, settings.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("monitor: dashboard on http://%s:%d/ui, API and /metrics on the same port",
+                 settings.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.control.close()
+        await self.bus.stop()
+
+    def report(self) -> str:
+        state = self.state
+        p50, p99 = state.queue_lag_ms.percentiles(0.5, 0.99)
+        lag = f", queue lag p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None and p99 is not None else ""
+        return (f"monitor: {state.consumed['market']} market, {state.consumed['spread']} spread, "
+                f"{state.consumed['opportunity']} opportunity, {state.consumed['status']} status messages; "
+                f"{len(state.open)} open, {len(self.hub.clients)} WebSocket clients{lag}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(argv, "python -m monitor", __doc__ or "", MonitorService, needs_universe=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

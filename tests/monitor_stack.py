@@ -1,0 +1,96 @@
+"""One running demo stack shared by the monitor's tests: simulator, collector, spread engine, monitor.
+
+Everything real: the simulator speaks each venue's wire format, the collector parses it with ccxt.pro and
+publishes to the real RabbitMQ, the engine and the monitor consume from it. Names (exchanges, queues) are the
+stack's own, removed afterwards. Tests that change the simulator (a shift) must undo it or wait it out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+
+from consumers.spread_engine import SpreadEngine
+from discovery.build import build_universe, load_sources
+from discovery.output import write_generated
+from main import FuturesScan, point_at_simulator
+from models.config import AppConfig
+from monitor.service import MonitorService
+from simulator.server import Simulator
+from tests.helpers import collector_config
+
+VENUES = ["binance", "okx", "bybit"]
+SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+
+
+@dataclass
+class MonitorStack:
+    simulator: Simulator
+    config: AppConfig
+    collector: FuturesScan
+    engine: SpreadEngine
+    monitor: MonitorService
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.monitor.port}"
+
+
+async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack) -> MonitorStack:
+    simulator = Simulator(venues=VENUES, port=0, rate=10)
+    await simulator.start()
+    exits.push_async_callback(simulator.stop)
+    name = f"monitor_test_{uuid.uuid4().hex[:10]}"
+    config = collector_config(simulator, broker_url, name, max_message_age_ms=60_000,
+                              status_interval_seconds=0.5, stale_after_seconds=3)
+    config.symbols, config.markets = list(SYMBOLS), ["futures", "spot"]
+    config.rabbitmq.connection_name = name
+    config.rabbitmq.status_exchange = f"{name}_status"
+    config.control = config.control.model_copy(update={
+        "enabled": True, "queue": f"{name}_control", "responses_exchange": f"{name}_responses",
+        "state_file": str(directory / "state.json"),
+    })
+    discovery = AppConfig.model_validate({"exchanges": VENUES, "symbols": SYMBOLS, "markets": ["futures", "spot"],
+                                          "api_keys_file": None})
+    point_at_simulator(discovery, simulator)
+    loaded, failed = await load_sources(discovery, lambda _: None, minimum_sources=2)
+    write_generated(directory / "generated", build_universe(loaded, failed), None)
+    config.universe_dir = str(directory / "generated")
+    config.spreads = config.spreads.model_copy(update={
+        "analytics_exchange": f"{name}_analytics", "entry_pct": 0.3, "exit_pct": 0.1, "confirm_ticks": 2,
+        "max_quote_age_ms": 3000, "max_leg_skew_ms": 5000,
+    })
+    config.monitor = config.monitor.model_copy(update={"port": 0, "max_ws_clients": 5, "max_top": 50,
+                                                       "control_timeout_seconds": 3})
+    exits.push_async_callback(remove_names, broker_url, config)
+
+    collector = FuturesScan(config)
+    await collector.start()
+    exits.push_async_callback(collector.stop)
+    engine = SpreadEngine(config)
+    await engine.start()
+    exits.push_async_callback(engine.stop)
+    monitor = MonitorService(config)
+    await monitor.start()
+    exits.push_async_callback(monitor.stop)
+    return MonitorStack(simulator, config, collector, engine, monitor)
+
+
+async def remove_names(broker_url: str, config: AppConfig) -> None:
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel()
+        for exchange in (config.rabbitmq.exchange, config.rabbitmq.status_exchange,
+                         config.spreads.analytics_exchange, config.control.responses_exchange):
+            await channel.exchange_delete(exchange)
+        await channel.queue_delete(config.control.queue)
+
+
+async def stack_fixture(broker_url: str, directory: Path) -> AsyncIterator[MonitorStack]:
+    async with AsyncExitStack() as exits:
+        yield await start_stack(broker_url, directory, exits)
