@@ -27,10 +27,12 @@ from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
 from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
+from publishers.status_heartbeat import StatusHeartbeat
 from simulator.process import SimulatorExited, SimulatorProcess
 from simulator.server import DEFAULT_PORT
 from utils.config_loader import ConfigError, config_path, load_api_keys, load_config
 from utils.logger import setup_logging
+from utils.prometheus_metrics import MetricsServer
 from utils.statistics import Statistics
 
 log = logging.getLogger("main")
@@ -195,7 +197,8 @@ class FuturesScan:
             if without_spot:
                 log.warning("no spot source for %s; collecting their futures only", ", ".join(without_spot))
         self.statistics = Statistics(
-            [collector.stats for collector in self.collectors], self.publisher.stats, self.publisher.latency_ms
+            [collector.stats for collector in self.collectors], self.publisher.stats, self.publisher.latency_ms,
+            self.publisher.status_latency_ms,
         )
         self.control = ControlService(
             self.registry, self.collectors, self.statistics, control.default_watch_ttl_seconds, universe_symbols
@@ -215,10 +218,24 @@ class FuturesScan:
             else None
         )
         """With "auto": a rediscovered universe is picked up while running (scripts/discover.py --every)."""
+        self.heartbeat = self._status_heartbeat(config) if config.collection.status_interval_seconds > 0 else None
+        self.metrics = (
+            MetricsServer(self.statistics, config.metrics.host, config.metrics.port) if config.metrics.port else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _status_heartbeat(self, config: AppConfig) -> StatusHeartbeat:
+        name, interval = config.rabbitmq.connection_name, config.collection.status_interval_seconds
+        stale_after = config.collection.stale_after_seconds
+        return StatusHeartbeat(
+            config.rabbitmq.amqp_url(), config.rabbitmq.status_exchange, interval, name,
+            lambda: self.statistics.collector_status(name, interval, stale_after), safe_url=config.rabbitmq.safe_url(),
+        )
 
     async def start(self) -> None:
         await self.publisher.start()
+        if self.metrics is not None and await self.metrics.start():
+            self.publisher.observe_latency_seconds = self.metrics.receipt_to_publish.observe
         log.info(
             "collecting %s from %s",
             ", ".join(self.registry.symbols),
@@ -238,15 +255,22 @@ class FuturesScan:
             self._tasks.append(asyncio.create_task(self._listen(self.listener), name="control"))
         if self.universe_follower is not None:
             self._tasks.append(asyncio.create_task(self.universe_follower.run(), name="universe-follower"))
+        if self.heartbeat is not None:
+            await self.heartbeat.start()
 
     async def stop(self) -> None:
-        """Stop listening and streaming (each venue closes its ccxt exchange), then flush and close RabbitMQ."""
+        """Stop listening, heartbeats and streaming (each venue closes its ccxt exchange), then flush and close
+        RabbitMQ; /metrics last, so it counts to the end."""
         if self.listener is not None:
             await self.listener.close()
+        if self.heartbeat is not None:
+            await self.heartbeat.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.publisher.close()
+        if self.metrics is not None:
+            await self.metrics.close()
 
     @staticmethod
     async def _listen(listener: ControlListener) -> None:

@@ -18,30 +18,12 @@ import time
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
-from aio_pika.robust_channel import RobustChannel
-from aio_pika.robust_connection import RobustConnection
 
 from control.protocol import ControlError, Reply, parse_request
 from control.service import ControlService
+from publishers.aio_pika_seams import QuietRobustConnection
 
 log = logging.getLogger("control")
-
-
-class _ChannelRestoredByItsConnection(RobustChannel):
-    """aio-pika's robust channel reopens itself when it closes, even when it closed because its connection
-    did: on the dead connection that fails and aio-pika logs an ERROR (`ChannelInvalidStateError` or
-    `RuntimeError ... closed` from aio_pika.tools) at every broker restart. The robust connection restores
-    its channels once it has reconnected, so leave that case to it."""
-
-    async def restore(self, channel: object = None) -> None:
-        transport = self._connection.transport
-        if transport is None or transport.connection.is_closed:
-            return
-        await super().restore()
-
-
-class _ControlConnection(RobustConnection):
-    CHANNEL_CLASS = _ChannelRestoredByItsConnection
 
 
 class ControlListener:
@@ -67,7 +49,7 @@ class ControlListener:
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(
             self._url, client_properties={"connection_name": self._connection_name},
-            connection_class=_ControlConnection,
+            connection_class=QuietRobustConnection,
         )
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         try:

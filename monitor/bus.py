@@ -19,6 +19,7 @@ from models.config import AppConfig
 from models.futures_data import FuturesData
 from models.status import CollectorStatus
 from monitor.state import MonitorState, now_ms
+from publishers.aio_pika_seams import QuietRobustConnection
 
 log = logging.getLogger("monitor")
 
@@ -35,19 +36,25 @@ class MonitorBus:
     async def start(self) -> None:
         rabbitmq = self.config.rabbitmq
         self._connection = await aio_pika.connect_robust(
-            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} monitor"}
+            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} monitor"},
+            connection_class=QuietRobustConnection,
         )
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=PREFETCH)
-        await self._consume(channel, rabbitmq.exchange, ("futures.#", "spot.#"), "market", self._on_market)
-        await self._consume(channel, self.config.spreads.analytics_exchange, ("spread.#",), "spread", self._on_spread)
-        await self._consume(channel, self.config.spreads.analytics_exchange, ("opportunity.#",), "opportunity",
-                            self._on_opportunity)
-        await self._consume(channel, rabbitmq.status_exchange, ("status.#",), "status", self._on_status)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=PREFETCH)
+            analytics = self.config.spreads.analytics_exchange
+            await self._consume(channel, rabbitmq.exchange, ("futures.#", "spot.#"), "market", self._on_market)
+            await self._consume(channel, analytics, ("spread.#",), "spread", self._on_spread)
+            await self._consume(channel, analytics, ("opportunity.#",), "opportunity", self._on_opportunity)
+            await self._consume(channel, rabbitmq.status_exchange, ("status.#",), "status", self._on_status)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
     async def _consume(
         self, channel: aio_pika.abc.AbstractChannel, exchange_name: str, bindings: tuple[str, ...], kind: str,

@@ -12,6 +12,7 @@ Listens on config.json's monitor.host:monitor.port (127.0.0.1:8080 by default).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
@@ -28,6 +29,9 @@ from monitor.stream import StreamHub
 from monitor.watchlist import Watchlist
 
 log = logging.getLogger("monitor")
+
+BUS_START_WAIT_SECONDS = 10.0
+"""start() returns once the queues are consumed, or after this long with RabbitMQ still being retried."""
 
 
 class MonitorService:
@@ -50,21 +54,44 @@ class MonitorService:
                              web.get("/metrics", metrics_handler(metrics))])
         self.app.on_shutdown.append(lambda _: self.hub.close())
         self._runner: web.AppRunner | None = None
+        self._connecting: asyncio.Task[None] | None = None
         self.port: int | None = None
         """The port listened on (monitor.port, or the one the system chose for 0)."""
 
     async def start(self) -> None:
-        await self.bus.start()
+        """Listen first (a taken port fails at once), then reach RabbitMQ: until it answers, /health says 503."""
         settings = self.config.monitor
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await web.TCPSite(self._runner, settings.host, settings.port).start()
+        except OSError as error:
+            await self._runner.cleanup()
+            log.error("monitor: cannot listen on %s:%d (%s); set monitor.host / monitor.port in the config",
+                      settings.host, settings.port, error.strerror or error)
+            raise SystemExit(2) from None
         self.port = self._runner.addresses[0][1]
         log.info("monitor: dashboard on http://%s:%d/ui, API and /metrics on the same port",
                  settings.host, self.port)
+        self._connecting = asyncio.create_task(self._connect_bus(), name="monitor-bus")
+        await asyncio.wait({self._connecting}, timeout=BUS_START_WAIT_SECONDS)
+
+    async def _connect_bus(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.bus.start()
+                return
+            except Exception as error:
+                log.warning("monitor: RabbitMQ at %s not reached yet (%s: %s); retrying in %.0f s",
+                            self.config.rabbitmq.safe_url(), type(error).__name__, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.control.close()

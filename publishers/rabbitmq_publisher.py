@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +45,8 @@ MAX_FRAMES_PER_WRITE = 1000
 """Messages per socket write; bounds one write's size after an outage."""
 MAX_BATCH_DELAY_NS = 500_000
 """A burst of venue frames is cut into writes at least this often (0.5 ms)."""
+STATUS_LATENCY_SAMPLES = 16384
+"""Receipt->publish samples kept for the heartbeat's percentiles: sorting them stalls the loop ~2 ms per heartbeat."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 AIORMQ_OUTAGE_REPORTS = (
@@ -136,7 +138,11 @@ class RabbitMQPublisher:
         self._connection_name = connection_name
         self.stats = PublisherStats()
         self.latency_ms = LatencyWindow()
-        """Receipt -> written to the broker's socket, per message sent."""
+        """Receipt -> written to the broker's socket, per message sent; the statistics block resets it each interval."""
+        self.status_latency_ms = LatencyWindow(STATUS_LATENCY_SAMPLES)
+        """The same samples for the status heartbeat, which resets it each heartbeat (its own interval)."""
+        self.observe_latency_seconds: Callable[[float], None] | None = None
+        """Set while /metrics is served: its receipt->publish histogram sees every message sent."""
         self._pending: dict[str, Publishable] = {}
         self._batch_started_ns = 0
         self._last_sent: dict[str, Publishable] = {}
@@ -436,6 +442,8 @@ class RabbitMQPublisher:
             now_ns = time.perf_counter_ns()
             oldest_allowed = published_ms - self._max_age_ms
             last_sent = self._last_sent
+            latency_window, status_window = self.latency_ms, self.status_latency_ms
+            observe_seconds = self.observe_latency_seconds
             sent = 0
             for update in batch:
                 if update.received_ms < oldest_allowed:
@@ -450,7 +458,11 @@ class RabbitMQPublisher:
                 if body is None:
                     continue
                 link.encoder.encode(update.routing_key, body, frames)
-                self.latency_ms.record((now_ns - update.received_ns) / 1e6)
+                latency_ms = (now_ns - update.received_ns) / 1e6
+                latency_window.record(latency_ms)
+                status_window.record(latency_ms)
+                if observe_seconds is not None:
+                    observe_seconds(latency_ms / 1000)
                 last_sent[update.routing_key] = update
                 sent += 1
             if sent:

@@ -10,6 +10,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --soak 600            # 2 venues x 20 symbols for 10 min, RSS sampled
     python scripts/bench.py --full-universe --universe-size 300   # 12 sources x 300 symbols, engine + tracker
     python scripts/bench.py --full-universe --universe-size 0     # 12 sources on the default instrument list
+    python scripts/bench.py --monitor             # the monitor: CPU per message, API under load, 100 WebSockets
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -604,6 +606,172 @@ async def consume_spreads(
     return connection
 
 
+# --- the monitor: consumption, HTTP under load, 100 WebSocket clients ---------------------------------------
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def http_latencies(base: str, paths: list[str], rate: float, seconds: float) -> dict[str, LatencyWindow]:
+    """GET the paths in turn, `rate` requests per second in all (0: one after another, 200 each), in ms."""
+    import aiohttp  # noqa: PLC0415
+
+    windows = {path: LatencyWindow() for path in paths}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        async def one(path: str) -> None:
+            start = time.perf_counter()
+            async with session.get(base + path) as response:
+                await response.read()
+            windows[path].record((time.perf_counter() - start) * 1000)
+
+        if rate == 0:
+            for _ in range(200):
+                for path in paths:
+                    await one(path)
+            return windows
+        tasks = []
+        start = time.perf_counter()
+        sent = 0
+        while (elapsed := time.perf_counter() - start) < seconds:
+            due = int(elapsed * rate)
+            while sent < due:
+                tasks.append(asyncio.create_task(one(paths[sent % len(paths)])))
+                sent += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+    return windows
+
+
+async def websocket_clients(base: str, clients: int, seconds: float) -> list[list[float]]:
+    """`clients` WebSocket clients at 1 Hz for `seconds`: each one's frame arrival times."""
+    import aiohttp  # noqa: PLC0415
+
+    arrivals: list[list[float]] = [[] for _ in range(clients)]
+    async with aiohttp.ClientSession() as session:
+        async def client(times: list[float]) -> None:
+            async with session.ws_connect(base.replace("http", "ws") + "/ws/stream?top=20&interval_ms=1000") as ws:
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await ws.receive(timeout=left)
+                        times.append(time.monotonic())
+
+        await asyncio.gather(*(client(times) for times in arrivals))
+    return arrivals
+
+
+async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The demo stack on the default instrument list (12 sources), the monitor as `python -m monitor`."""
+    import tempfile  # noqa: PLC0415
+
+    from simulator.server import VENUE_NAMES  # noqa: PLC0415
+
+    rate = 5.0
+    print(f"monitor: 8 futures + 4 spot sources x the default instrument list, {rate:g} updates/s per symbol")
+    sim = await SimulatorProcess(list(VENUE_NAMES), None, rate).start()
+    tag = uuid.uuid4().hex[:8]
+    exchange, analytics, status = (f"{name}_bench_{tag}" for name in ("futures_data", "futures_analytics", "status"))
+    work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    config = {
+        "rabbitmq": {"url": args.broker, "exchange": exchange, "status_exchange": status,
+                     "connection_name": f"futures-scan bench {tag}"},
+        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
+        "symbols": "auto", "markets": ["futures", "spot"], "universe_dir": str(work / "generated"),
+        "collection": {"orderbook_depth": 20, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000,
+                       "status_interval_seconds": 1},
+        "logging": {"level": "WARNING", "file": None},
+        "control": {"enabled": False, "state_file": None},
+        "spreads": {"analytics_exchange": analytics},
+        "metrics": {"port": 0},
+        "monitor": {"port": port, "max_ws_clients": 200},
+        "api_keys_file": None,
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    processes: list[subprocess.Popen[bytes]] = []
+    child: Child | None = None
+    rows: list[tuple[str, str]] = []
+    try:
+        discovered = await asyncio.create_subprocess_exec(
+            sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
+            "--output", str(work / "generated"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        _, errors = await discovered.communicate()
+        if discovered.returncode != 0:
+            raise RuntimeError(f"discovery failed: {errors.decode()[-2000:]}")
+        child = Child(collector_role, json.dumps(config))
+        for module in ("consumers.spread_engine", "monitor"):
+            processes.append(subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+                [sys.executable, "-m", module, "--config", str(work / "config.json")], cwd=ROOT,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        monitor_pid = processes[1].pid
+        await asyncio.sleep(args.warmup * 3)
+
+        def consumed() -> int:
+            with urllib.request.urlopen(base + "/health", timeout=5) as response:
+                return sum(json.loads(response.read())["monitor"]["consumed"].values())
+        # 1. consuming the whole feed, nobody asking
+        cpu0, count0, t0 = cpu_seconds(monitor_pid), await asyncio.to_thread(consumed), time.monotonic()
+        await asyncio.sleep(args.seconds)
+        cpu1, count1, t1 = cpu_seconds(monitor_pid), await asyncio.to_thread(consumed), time.monotonic()
+        messages = count1 - count0
+        rows += [
+            ("monitor: messages consumed/s (market + spread + opportunity + status)", fmt(messages / (t1 - t0))),
+            ("monitor: CPU µs per consumed message (idle API)", fmt((cpu1 - cpu0) / max(messages, 1) * 1e6)),
+            ("monitor: CPU share consuming the feed", f"{(cpu1 - cpu0) / (t1 - t0):.0%}"),
+        ]
+        # 2. the API: alone, then under a few hundred requests per second
+        paths = ["/snapshot?exchange=binance&symbol=BTCUSDT", "/api/spreads?top=20"]
+        idle = await http_latencies(base, paths, 0, 0)
+        cpu0, t0 = cpu_seconds(monitor_pid), time.monotonic()
+        loaded = await http_latencies(base, paths, args.monitor_rps, args.seconds)
+        cpu1, t1 = cpu_seconds(monitor_pid), time.monotonic()
+        for path in paths:
+            p50, p99 = idle[path].percentiles(0.5, 0.99)
+            l50, l99 = loaded[path].percentiles(0.5, 0.99)
+            rows.append((f"monitor: GET {path} p50 / p99 ms, one at a time → at {args.monitor_rps:g} req/s "
+                         "(p99 ratio)",
+                         f"{fmt(p50, 2)} / {fmt(p99, 2)} → {fmt(l50, 2)} / {fmt(l99, 2)} "
+                         f"({(l99 or 0) / max(p99 or 1e-9, 1e-9):.1f}x)"))
+        served = sum(len(window) for window in loaded.values())
+        rows.append((f"monitor: requests served/s at {args.monitor_rps:g} req/s asked; CPU share",
+                     f"{fmt(served / (t1 - t0))}; {(cpu1 - cpu0) / (t1 - t0):.0%}"))
+        # 3. 100 WebSocket clients at 1 Hz
+        cpu0, t0 = cpu_seconds(monitor_pid), time.monotonic()
+        arrivals = await websocket_clients(base, args.monitor_clients, args.seconds)
+        cpu1, t1 = cpu_seconds(monitor_pid), time.monotonic()
+        counts = [len(times) for times in arrivals]
+        gaps = [max((b - a for a, b in itertools.pairwise(times)), default=0.0) for times in arrivals]
+        behind = sum(1 for count, gap in zip(counts, gaps, strict=True) if count < args.seconds - 2 or gap > 2.5)
+        rows += [
+            (f"monitor: {args.monitor_clients} WebSocket clients at 1 Hz: frames per client min / max over "
+             f"{args.seconds:g} s", f"{min(counts)} / {max(counts)}"),
+            (f"monitor: {args.monitor_clients} WebSocket clients: longest gap between frames (s); clients behind "
+             "(a gap > 2.5 s or frames missing)", f"{max(gaps):.2f}; {behind}"),
+            (f"monitor: CPU share with {args.monitor_clients} WebSocket clients (and the feed)",
+             f"{(cpu1 - cpu0) / (t1 - t0):.0%}"),
+            ("monitor: RSS (MB)", fmt(rss_mb(monitor_pid))),
+        ]
+    finally:
+        if child is not None:
+            await asyncio.to_thread(child.stop)
+        for process in processes:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(15)
+        await sim.stop()
+        for name in (exchange, analytics, status):
+            await delete_exchange(args.broker, name)
+    return rows
+
+
 # --- report ----------------------------------------------------------------------------------------------
 
 
@@ -631,7 +799,17 @@ async def main() -> None:
                              "(default 300; 0 = the simulator's default instrument list, no flag passed)")
     parser.add_argument("--universe-rate", type=float, default=1.0, metavar="R",
                         help="book updates per symbol per second in --full-universe (default 1)")
+    parser.add_argument("--monitor", action="store_true",
+                        help="only the monitor scenario: the demo stack on 12 sources with python -m monitor; its "
+                             "CPU per consumed message, API latency under load, WebSocket clients")
+    parser.add_argument("--monitor-rps", type=float, default=300, metavar="N",
+                        help="requests per second of the --monitor load generator (default 300)")
+    parser.add_argument("--monitor-clients", type=int, default=100, metavar="N",
+                        help="WebSocket clients at 1 Hz in --monitor (default 100)")
     args = parser.parse_args()
+    if args.monitor:
+        print_table(await monitor_bench(args))
+        return
     if args.full_universe:
         print_table(await full_universe(args))
         return

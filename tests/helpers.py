@@ -78,7 +78,8 @@ class Consumer:
 
 
 def collector_config(simulator: Simulator, broker_url: str, exchange: str, **collection: Any) -> AppConfig:
-    """The config a user would write, with the simulator's URL overrides and quick test timings."""
+    """The config a user would write, with the simulator's URL overrides and quick test timings; no status
+    heartbeat and no /metrics (many collectors share a test run: tests that want them turn them on)."""
     config = AppConfig.model_validate(
         {
             "rabbitmq": {"url": broker_url, "exchange": exchange},
@@ -88,8 +89,10 @@ def collector_config(simulator: Simulator, broker_url: str, exchange: str, **col
                 "stale_after_seconds": 3,
                 "retry_delays": [0.2, 0.5, 1],
                 "statistics_interval_seconds": 3600,
+                "status_interval_seconds": 0,
                 **collection,
             },
+            "metrics": {"port": 0},
             "logging": {"level": "INFO", "file": None},
             "control": {"enabled": False, "state_file": None},
             "api_keys_file": None,

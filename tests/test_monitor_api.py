@@ -37,7 +37,7 @@ async def stack(broker: Broker) -> AsyncIterator[MonitorStack]:
             running = await start_stack(broker.url, Path(directory), exits)
             async with aiohttp.ClientSession() as session:
                 async def everything_flows() -> bool:
-                    status, body = await get(session, running, "/api/exchanges")
+                    _, body = await get(session, running, "/api/exchanges")
                     return {row["source"] for row in body["sources"] if row["status"] == "ok"} == SOURCES
 
                 assert await poll(everything_flows, 60), "not every source became ok on the monitor"

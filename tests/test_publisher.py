@@ -153,7 +153,9 @@ async def test_confirms_are_decoded_off_the_socket_and_every_publish_is_counted(
         assert reader is not None
         assert reader.diverted > 0, "no confirm was decoded off the socket"
         assert publisher.in_flight == 0 and publisher.stats.failed == 0
-        assert len(consumer.messages) == publisher.stats.published
+        # a confirm can reach the publisher before the delivery reaches the consumer: wait for both
+        assert await consumer.wait_until(lambda: len(consumer.messages) == publisher.stats.published), (
+            f"{len(consumer.messages)} received, {publisher.stats.published} confirmed")
     finally:
         await publisher.close()
 

@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.status import CollectorStatus, Percentiles, PublisherStatus, SourceStatus
 from publishers.rabbitmq_publisher import PublisherStats
 from utils.latency import LatencyWindow
 
@@ -58,10 +59,13 @@ class Statistics:
         exchanges: list[ExchangeStats],
         publisher: PublisherStats,
         latency: LatencyWindow,
+        status_latency: LatencyWindow | None = None,
     ) -> None:
         self.exchanges = exchanges
         self.publisher = publisher
         self.latency = latency
+        self.status_latency = status_latency if status_latency is not None else LatencyWindow(1)
+        """Receipt->publish samples since the previous heartbeat; render() resets `latency`, the heartbeat this."""
         self._started = time.monotonic()
         self._previous: dict[str, int] = {}
         self._previous_at = self._started
@@ -72,6 +76,9 @@ class Statistics:
         while True:
             self._samples.append((time.monotonic(), {stats.exchange: stats.updates for stats in self.exchanges}))
             await asyncio.sleep(1)
+
+    def uptime_seconds(self) -> float:
+        return round(time.monotonic() - self._started, 1)
 
     def rates(self) -> dict[str, float]:
         if not self._samples:
@@ -121,6 +128,48 @@ class Statistics:
             "rabbitmq_expired": publisher.expired,
             **snapshot,
         }
+
+    def collector_status(
+        self, connection_name: str, interval_seconds: float, stale_after_seconds: float
+    ) -> CollectorStatus:
+        """The status heartbeat: what get_statistics answers, with receipt->publish since the previous heartbeat."""
+        at = now_ms()
+        rates = self.rates()
+        sources: dict[str, SourceStatus] = {}
+        for stats in self.exchanges:
+            venue_p50, venue_p99 = stats.venue_lag_ms.percentiles(0.5, 0.99)
+            sources[stats.exchange] = SourceStatus(
+                symbols=stats.symbols,
+                updates=stats.updates,
+                errors=stats.errors,
+                reconnects=stats.reconnects,
+                frames=stats.frames,
+                messages_per_second=round(rates.get(stats.exchange, 0.0), 2),
+                last_update_age_seconds=stats.last_update_age_seconds(at),
+                stale_symbols=list(stats.stale_symbols),
+                streams_up=dict(stats.streams_up),
+                receipt_minus_venue_ms=Percentiles(p50=venue_p50, p99=venue_p99),
+            )
+        publish_p50, publish_p99 = self.status_latency.percentiles(0.5, 0.99)
+        self.status_latency.reset()
+        publisher = self.publisher
+        return CollectorStatus(
+            connection_name=connection_name,
+            sent_at=at,
+            interval_seconds=interval_seconds,
+            stale_after_seconds=stale_after_seconds,
+            uptime_seconds=self.uptime_seconds(),
+            sources=sources,
+            publisher=PublisherStatus(
+                published=publisher.published,
+                failed=publisher.failed,
+                conflated=publisher.conflated,
+                expired=publisher.expired,
+                reconnects=publisher.reconnects,
+                connected=publisher.connected,
+                receipt_to_publish_ms=Percentiles(p50=publish_p50, p99=publish_p99),
+            ),
+        )
 
     def render(self, final: bool = False) -> str:
         now = time.monotonic()
