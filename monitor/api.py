@@ -39,11 +39,10 @@ class Api:
             web.static("/ui/static", STATIC, append_version=True),
         ]
 
-    def frame(self, top: int, since: int, kind: str) -> dict[str, Any]:
-        """A dashboard frame (the WebSocket's and /ui/data's)."""
+    def frame(self, top: int, sort: views.SpreadSort, since: int | None) -> dict[str, Any]:
+        """A dashboard frame (the WebSocket's and /ui/data's); `since` None: the full state."""
         spreads = self.config.spreads
-        closed = None if kind == "state" else views.CLOSED_IN_FRAMES
-        return views.dashboard(self.state, now_ms(), top, since, spreads.entry_pct, spreads.exit_pct, closed, kind)
+        return views.dashboard(self.state, now_ms(), top, sort, since, spreads.entry_pct, spreads.exit_pct)
 
     async def health(self, request: web.Request) -> web.Response:
         Query(request.query, ())
@@ -123,10 +122,11 @@ class Api:
         return json_response({"at": at, **views.exchanges(self.state, at)})
 
     async def ui_data(self, request: web.Request) -> web.Response:
-        query = Query(request.query, ("top", "since"))
+        query = Query(request.query, ("top", "sort", "since"))
         top = query.integer("top", 20, 1, self.max_top, cap=True)
-        since = query.integer("since", 0, 0, 2**62)
-        return json_response(self.frame(top, since, "state" if since == 0 else "tick"))
+        sort = query.choice("sort", "net", tuple(views.SORT_FIELDS))
+        since = query.integer("since", -1, 0, 2**62)
+        return json_response(self.frame(top, sort, None if since < 0 else since))  # type: ignore[arg-type]
 
     async def ui(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")

@@ -53,6 +53,7 @@ class MonitorService:
         self.app.add_routes([*self.api.routes(), *watchlist.routes(), web.get("/ws/stream", self.hub.handle),
                              web.get("/metrics", metrics_handler(metrics))])
         self.app.on_shutdown.append(lambda _: self.hub.close())
+        self.app.on_response_prepare.append(_revalidate_dashboard)
         self._runner: web.AppRunner | None = None
         self._connecting: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -104,6 +105,13 @@ class MonitorService:
         return (f"monitor: {state.consumed['market']} market, {state.consumed['spread']} spread, "
                 f"{state.consumed['opportunity']} opportunity, {state.consumed['status']} status messages; "
                 f"{len(state.open)} open, {len(self.hub.clients)} WebSocket clients{lag}")
+
+
+async def _revalidate_dashboard(request: web.Request, response: web.StreamResponse) -> None:
+    """The page and its scripts are checked with the monitor on each load: after an upgrade no browser keeps
+    running the old script against the new API."""
+    if request.path.startswith("/ui"):
+        response.headers["Cache-Control"] = "no-cache"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from monitor.params import Query
+from monitor.views import SORT_FIELDS
 from monitor.watchlist import error_response
 
 log = logging.getLogger("monitor")
@@ -25,8 +26,8 @@ log = logging.getLogger("monitor")
 SEND_TIMEOUT_SECONDS = 10.0
 """A client that takes no frame for this long is disconnected."""
 
-Frame = Callable[[int, int, str], dict[str, Any]]
-"""(top, events since sequence, frame type) -> the frame."""
+Frame = Callable[[int, Any, int | None], dict[str, Any]]
+"""(top, sort, events since sequence or None for the full state) -> the frame."""
 
 
 class StreamHub:
@@ -40,8 +41,9 @@ class StreamHub:
         self.refused = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        query = Query(request.query, ("top", "interval_ms"))
+        query = Query(request.query, ("top", "sort", "interval_ms"))
         top = query.integer("top", 20, 1, self.max_top, cap=True)
+        sort = query.choice("sort", "net", tuple(SORT_FIELDS))
         interval_ms = query.integer("interval_ms", 1000, 100, 60_000)
         if len(self.clients) >= self.max_clients:
             self.refused += 1
@@ -50,7 +52,7 @@ class StreamHub:
         socket = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
         await socket.prepare(request)
         self.clients.add(socket)
-        pusher = asyncio.create_task(self._push(socket, top, interval_ms / 1000))
+        pusher = asyncio.create_task(self._push(socket, top, sort, interval_ms / 1000))
         try:
             async for message in socket:  # the client says nothing we need; reading notices its close
                 if message.type == WSMsgType.ERROR:
@@ -62,8 +64,8 @@ class StreamHub:
             self.clients.discard(socket)
         return socket
 
-    async def _push(self, socket: web.WebSocketResponse, top: int, interval: float) -> None:
-        frame = self.frame(top, 0, "state")
+    async def _push(self, socket: web.WebSocketResponse, top: int, sort: str, interval: float) -> None:
+        frame = self.frame(top, sort, None)
         sequence = frame["sequence"]
         sending: asyncio.Task[None] | None = asyncio.create_task(self._send(socket, frame))
         try:
@@ -72,7 +74,7 @@ class StreamHub:
                 if sending is not None and not sending.done():
                     self.frames_dropped += 1  # still busy with the previous frame: this one is skipped
                     continue
-                frame = self.frame(top, sequence, "tick")
+                frame = self.frame(top, sort, sequence)
                 sequence = frame["sequence"]
                 sending = asyncio.create_task(self._send(socket, frame))
         finally:

@@ -69,6 +69,7 @@ def opportunities(state: MonitorState, at: int, closed: int | None = None) -> di
         if latest is not None and latest.snapshot.timestamp > event.snapshot.timestamp:
             row["net_pct"] = latest.snapshot.net_pct  # the direction's newest snapshot: the current net
             row["executable_net_pct"] = latest.snapshot.executable_net_pct
+            row["peak_net_pct"] = max(row["peak_net_pct"], latest.snapshot.net_pct)
         live.append(row)
     live.sort(key=lambda row: -row["net_pct"])
     recent = list(state.closed)[:closed] if closed is not None else list(state.closed)
@@ -103,18 +104,20 @@ def market_row(source: str, entry_at: int, message: Any, at: int) -> dict[str, A
     }
 
 
-def dashboard(state: MonitorState, at: int, top: int, since: int, entry_pct: float, exit_pct: float,
-              closed: int | None = None, kind: str = "state") -> dict[str, Any]:
-    """One frame of the dashboard: what a WebSocket tick and /ui/data carry."""
-    total, spreads = ranked_spreads(state, at, top)
+def dashboard(state: MonitorState, at: int, top: int, sort: SpreadSort, since: int | None, entry_pct: float,
+              exit_pct: float) -> dict[str, Any]:
+    """One frame of the dashboard: what a WebSocket tick and /ui/data carry. `since` None: a full state (every
+    closed opportunity kept, no event list: the state holds their outcome); else the events after that sequence
+    and the most recently closed opportunities."""
+    total, spreads = ranked_spreads(state, at, top, sort)
     return {
-        "type": kind,
+        "type": "state" if since is None else "tick",
         "at": at,
         "sequence": state.event_sequence,
         "levels": {"entry_pct": entry_pct, "exit_pct": exit_pct},
         "directions": total,
         "spreads": spreads,
-        "opportunities": opportunities(state, at, closed),
-        "events": events(state, since, at),
+        "opportunities": opportunities(state, at, None if since is None else CLOSED_IN_FRAMES),
+        "events": [] if since is None else events(state, since, at),
         "exchanges": exchanges(state, at),
     }

@@ -236,6 +236,16 @@ async def test_a_silent_or_missing_collector_is_a_504_or_503(stack: MonitorStack
         await elsewhere.stop()
 
 
+async def test_the_dashboard_data_is_a_state_then_the_events_since(stack: MonitorStack,
+                                                                    session: aiohttp.ClientSession) -> None:
+    status, state = await get(session, stack, "/ui/data?top=4&sort=funding")
+    assert status == 200 and state["type"] == "state" and state["events"] == [] and len(state["spreads"]) == 4
+    funding = [row["funding_apr_pct"] for row in state["spreads"]]
+    assert funding == sorted(funding, reverse=True)  # the top 4 by funding, not the top 4 by net
+    _, tick = await get(session, stack, f"/ui/data?top=4&since={state['sequence']}")
+    assert tick["type"] == "tick" and all(event["sequence"] > state["sequence"] for event in tick["events"])
+
+
 async def test_the_stream_pushes_state_then_ticks_and_caps_clients(stack: MonitorStack,
                                                                   session: aiohttp.ClientSession) -> None:
     url = stack.base_url + "/ws/stream?top=3&interval_ms=200"
