@@ -92,7 +92,7 @@ class Api:
     async def spreads(self, request: web.Request) -> web.Response:
         query = Query(request.query, ("top", "sort", "min_net"))
         top = query.integer("top", 20, 1, self.max_top, cap=True)
-        sort = query.choice("sort", "net", tuple(views.SORT_FIELDS))
+        sort = query.choice("sort", "net", tuple(views.SORT_FIGURES))
         min_net = query.number("min_net")
         at = now_ms()
         total, rows = views.ranked_spreads(self.state, at, top, sort, min_net)  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ class Api:
     async def ui_data(self, request: web.Request) -> web.Response:
         query = Query(request.query, ("top", "sort", "since"))
         top = query.integer("top", 20, 1, self.max_top, cap=True)
-        sort = query.choice("sort", "net", tuple(views.SORT_FIELDS))
+        sort = query.choice("sort", "net", tuple(views.SORT_FIGURES))
         since = query.integer("since", -1, 0, 2**62)
         return json_response(self.frame(top, sort, None if since < 0 else since))  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ the one event loop, so no locks.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ HISTORY_STEP_MS = 2000
 """One chart point per direction per step (the last snapshot in it): bounded memory at any universe size."""
 EVENTS_KEPT = 1000
 """Opportunity events a WebSocket client or a polling page can still catch up on."""
+RANKING_TTL_MS = 250
+"""A ranking of the directions is reused this long: hundreds of API requests a second sort once per period, and
+each row still shows the direction's newest snapshot."""
 
 
 def now_ms() -> int:
@@ -44,6 +48,14 @@ class MarketEntry(Received):
 class SpreadEntry(Received):
     key: str
     snapshot: SpreadSnapshot
+    ranks: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """net, executable net and funding APR, -inf where unknown: what the rankings sort by, computed once."""
+
+
+def ranks_of(snapshot: SpreadSnapshot) -> tuple[float, float, float]:
+    executable, funding = snapshot.executable_net_pct, snapshot.funding_apr_pct
+    unknown = -math.inf
+    return (snapshot.net_pct, unknown if executable is None else executable, unknown if funding is None else funding)
 
 
 @dataclass(slots=True)
@@ -75,6 +87,8 @@ class MonitorState:
     """Closed opportunities per reason."""
     queue_lag_ms: LatencyWindow = field(default_factory=lambda: LatencyWindow(4096))
     """Monitor receipt minus the collector's publish time of market messages: how far behind the monitor is."""
+    _rankings: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
+    """figure -> (when sorted, spread keys best first)."""
 
     def __post_init__(self) -> None:
         self.closed = deque(maxlen=self.closed_kept)
@@ -86,7 +100,7 @@ class MonitorState:
 
     def add_spread(self, key: str, snapshot: SpreadSnapshot, at: int) -> None:
         self.consumed["spread"] += 1
-        self.spreads[key] = SpreadEntry(at, key, snapshot)
+        self.spreads[key] = SpreadEntry(at, key, snapshot, ranks_of(snapshot))
         points = self.history.get(key)
         if points is None:
             points = self.history[key] = deque(maxlen=HISTORY_SECONDS * 1000 // HISTORY_STEP_MS)
@@ -95,6 +109,16 @@ class MonitorState:
             points[-1] = point
         else:
             points.append(point)
+
+    def ranking(self, figure: int, at: int) -> list[str]:
+        """Spread keys, best first by ranks[figure] (unknown last); at most RANKING_TTL_MS old."""
+        cached = self._rankings.get(figure)
+        if cached is not None and 0 <= at - cached[0] < RANKING_TTL_MS:
+            return cached[1]
+        spreads = self.spreads
+        keys = sorted(spreads, key=lambda key: spreads[key].ranks[figure], reverse=True)
+        self._rankings[figure] = (at, keys)
+        return keys
 
     def add_opportunity(self, event: OpportunityEvent) -> None:
         self.consumed["opportunity"] += 1

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from monitor.params import Query
-from monitor.views import SORT_FIELDS
+from monitor.views import SORT_FIGURES
 from monitor.watchlist import error_response
 
 log = logging.getLogger("monitor")
@@ -43,7 +43,7 @@ class StreamHub:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         query = Query(request.query, ("top", "sort", "interval_ms"))
         top = query.integer("top", 20, 1, self.max_top, cap=True)
-        sort = query.choice("sort", "net", tuple(SORT_FIELDS))
+        sort = query.choice("sort", "net", tuple(SORT_FIGURES))
         interval_ms = query.integer("interval_ms", 1000, 100, 60_000)
         if len(self.clients) >= self.max_clients:
             self.refused += 1

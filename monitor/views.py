@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from models.analytics import OpportunityEvent, spread_key
@@ -9,7 +10,8 @@ from monitor import health
 from monitor.state import MonitorState, SpreadEntry
 
 SpreadSort = Literal["net", "executable", "funding"]
-SORT_FIELDS: dict[str, str] = {"net": "net_pct", "executable": "executable_net_pct", "funding": "funding_apr_pct"}
+SORT_FIGURES: dict[str, int] = {"net": 0, "executable": 1, "funding": 2}
+"""Which of SpreadEntry.ranks each sort uses: net_pct, executable_net_pct, funding_apr_pct."""
 CLOSED_IN_FRAMES = 20
 """Closed opportunities each WebSocket tick carries (the connect frame and /ui/data carry all that are kept)."""
 
@@ -28,15 +30,15 @@ def spread_row(entry: SpreadEntry, at: int) -> dict[str, Any]:
 def ranked_spreads(state: MonitorState, at: int, top: int, sort: SpreadSort = "net",
                    min_net: float | None = None) -> tuple[int, list[dict[str, Any]]]:
     """(how many directions match, the best `top` of them): a direction lacking the sort figure goes last."""
-    field = SORT_FIELDS[sort]
-    entries = [entry for entry in state.spreads.values() if min_net is None or entry.snapshot.net_pct >= min_net]
-
-    def rank(entry: SpreadEntry) -> tuple[bool, float]:
-        value = getattr(entry.snapshot, field)
-        return (value is None, -(value or 0.0))
-
-    entries.sort(key=rank)
-    return len(entries), [spread_row(entry, at) for entry in entries[:top]]
+    spreads = state.spreads
+    if min_net is None:
+        matching = len(spreads)
+        best = state.ranking(SORT_FIGURES[sort], at)[:top]
+    else:
+        matching = sum(1 for entry in spreads.values() if entry.ranks[0] >= min_net)
+        ranked = (key for key in state.ranking(SORT_FIGURES[sort], at) if key in spreads)
+        best = list(itertools.islice((key for key in ranked if spreads[key].ranks[0] >= min_net), top))
+    return matching, [spread_row(spreads[key], at) for key in best if key in spreads]
 
 
 def opportunity_row(event: OpportunityEvent, at: int) -> dict[str, Any]:

@@ -91,6 +91,12 @@ class SimulatorProcess:
     def frames_sent(self) -> int:
         return sum(venue["frames_sent"] for venue in self.state().values())
 
+    def fault(self, venue: str, fault: str) -> dict[str, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/admin/fault", method="POST",
+                                         data=json.dumps({"exchange": venue, "fault": fault}).encode())
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
     def ccxt_config(self, venue: str) -> dict[str, Any]:
         return self.child.ccxt_config(venue)
 
@@ -609,6 +615,19 @@ async def consume_spreads(
 # --- the monitor: consumption, HTTP under load, 100 WebSocket clients ---------------------------------------
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def busy(before: tuple[int, int], after: tuple[int, int]) -> str:
+    """The machine's CPU use between two machine_busy() readings, e.g. '97% of 2 cores: SATURATED'."""
+    share = (after[0] - before[0]) / max(after[1] - before[1], 1)
+    return f"{share:.0%} of {os.cpu_count()} cores" + (": SATURATED" if share >= 0.9 else "")
+
+
 def free_port() -> int:
     import socket  # noqa: PLC0415
 
@@ -718,35 +737,50 @@ async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             with urllib.request.urlopen(base + "/health", timeout=5) as response:
                 return sum(json.loads(response.read())["monitor"]["consumed"].values())
         # 1. consuming the whole feed, nobody asking
-        cpu0, count0, t0 = cpu_seconds(monitor_pid), await asyncio.to_thread(consumed), time.monotonic()
+        engine_pid = processes[0].pid
+        cpu0, engine0, box0 = cpu_seconds(monitor_pid), cpu_seconds(engine_pid), machine_busy()
+        count0, t0 = await asyncio.to_thread(consumed), time.monotonic()
         await asyncio.sleep(args.seconds)
-        cpu1, count1, t1 = cpu_seconds(monitor_pid), await asyncio.to_thread(consumed), time.monotonic()
+        cpu1, engine1, box1 = cpu_seconds(monitor_pid), cpu_seconds(engine_pid), machine_busy()
+        count1, t1 = await asyncio.to_thread(consumed), time.monotonic()
         messages = count1 - count0
         rows += [
             ("monitor: messages consumed/s (market + spread + opportunity + status)", fmt(messages / (t1 - t0))),
-            ("monitor: CPU µs per consumed message (idle API)", fmt((cpu1 - cpu0) / max(messages, 1) * 1e6)),
-            ("monitor: CPU share consuming the feed", f"{(cpu1 - cpu0) / (t1 - t0):.0%}"),
+            ("monitor: CPU µs per consumed message, nobody asking", fmt((cpu1 - cpu0) / max(messages, 1) * 1e6)),
+            ("monitor: CPU share consuming the feed; spread engine's on the same feed; machine busy",
+             f"{(cpu1 - cpu0) / (t1 - t0):.0%}; {(engine1 - engine0) / (t1 - t0):.0%}; {busy(box0, box1)}"),
         ]
-        # 2. the API: alone, then under a few hundred requests per second
+        # 2. the API: one request at a time, then a few hundred a second with the feed running, then frozen
         paths = ["/snapshot?exchange=binance&symbol=BTCUSDT", "/api/spreads?top=20"]
         idle = await http_latencies(base, paths, 0, 0)
-        cpu0, t0 = cpu_seconds(monitor_pid), time.monotonic()
-        loaded = await http_latencies(base, paths, args.monitor_rps, args.seconds)
-        cpu1, t1 = cpu_seconds(monitor_pid), time.monotonic()
-        for path in paths:
-            p50, p99 = idle[path].percentiles(0.5, 0.99)
-            l50, l99 = loaded[path].percentiles(0.5, 0.99)
-            rows.append((f"monitor: GET {path} p50 / p99 ms, one at a time → at {args.monitor_rps:g} req/s "
-                         "(p99 ratio)",
-                         f"{fmt(p50, 2)} / {fmt(p99, 2)} → {fmt(l50, 2)} / {fmt(l99, 2)} "
-                         f"({(l99 or 0) / max(p99 or 1e-9, 1e-9):.1f}x)"))
-        served = sum(len(window) for window in loaded.values())
-        rows.append((f"monitor: requests served/s at {args.monitor_rps:g} req/s asked; CPU share",
-                     f"{fmt(served / (t1 - t0))}; {(cpu1 - cpu0) / (t1 - t0):.0%}"))
+        for label in ("feed running", "feed frozen"):
+            if label == "feed frozen":
+                for venue in sim.venues:
+                    await asyncio.to_thread(sim.fault, venue, "freeze")
+                await asyncio.sleep(2)
+            count0, cpu0, box0, t0 = await asyncio.to_thread(consumed), cpu_seconds(monitor_pid), machine_busy(), \
+                time.monotonic()
+            loaded = await http_latencies(base, paths, args.monitor_rps, args.seconds)
+            count1, cpu1, box1, t1 = await asyncio.to_thread(consumed), cpu_seconds(monitor_pid), machine_busy(), \
+                time.monotonic()
+            for path in paths:
+                p50, p99 = idle[path].percentiles(0.5, 0.99)
+                l50, l99 = loaded[path].percentiles(0.5, 0.99)
+                rows.append((f"monitor: GET {path} p50 / p99 ms: one at a time → {args.monitor_rps:g} req/s, "
+                             f"{label} (p99 ratio)",
+                             f"{fmt(p50, 2)} / {fmt(p99, 2)} → {fmt(l50, 2)} / {fmt(l99, 2)} "
+                             f"({(l99 or 0) / max(p99 or 1e-9, 1e-9):.1f}x)"))
+            served = sum(len(window) for window in loaded.values())
+            rows.append((f"monitor: {label}: requests served/s ({args.monitor_rps:g} asked); messages consumed/s; "
+                         "monitor CPU share; machine busy",
+                         f"{fmt(served / (t1 - t0))}; {fmt((count1 - count0) / (t1 - t0))}; "
+                         f"{(cpu1 - cpu0) / (t1 - t0):.0%}; {busy(box0, box1)}"))
+        for venue in sim.venues:
+            await asyncio.to_thread(sim.fault, venue, "unfreeze")
         # 3. 100 WebSocket clients at 1 Hz
-        cpu0, t0 = cpu_seconds(monitor_pid), time.monotonic()
+        cpu0, box0, t0 = cpu_seconds(monitor_pid), machine_busy(), time.monotonic()
         arrivals = await websocket_clients(base, args.monitor_clients, args.seconds)
-        cpu1, t1 = cpu_seconds(monitor_pid), time.monotonic()
+        cpu1, box1, t1 = cpu_seconds(monitor_pid), machine_busy(), time.monotonic()
         counts = [len(times) for times in arrivals]
         gaps = [max((b - a for a, b in itertools.pairwise(times)), default=0.0) for times in arrivals]
         behind = sum(1 for count, gap in zip(counts, gaps, strict=True) if count < args.seconds - 2 or gap > 2.5)
@@ -755,8 +789,8 @@ async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
              f"{args.seconds:g} s", f"{min(counts)} / {max(counts)}"),
             (f"monitor: {args.monitor_clients} WebSocket clients: longest gap between frames (s); clients behind "
              "(a gap > 2.5 s or frames missing)", f"{max(gaps):.2f}; {behind}"),
-            (f"monitor: CPU share with {args.monitor_clients} WebSocket clients (and the feed)",
-             f"{(cpu1 - cpu0) / (t1 - t0):.0%}"),
+            (f"monitor: CPU share with {args.monitor_clients} WebSocket clients and the feed; machine busy",
+             f"{(cpu1 - cpu0) / (t1 - t0):.0%}; {busy(box0, box1)}"),
             ("monitor: RSS (MB)", fmt(rss_mb(monitor_pid))),
         ]
     finally:
