@@ -184,8 +184,9 @@ class MonitorConfig(_Section):
     max_top: int = Field(default=200, ge=1, le=10_000, description="the most rows `top` may ask for")
     max_ws_clients: int = Field(default=100, ge=1, le=10_000, description="WebSocket clients beyond it get 503")
     queue_max_length: int = Field(
-        default=100_000, ge=100, le=10_000_000,
-        description="messages each of the monitor's queues holds; beyond it the oldest are dropped (newest wins)",
+        default=10_000, ge=100, le=10_000_000,
+        description="messages each of the monitor's queues holds; beyond it the oldest are dropped (newest wins). "
+        "10,000 is a few seconds of the full demo feed: a monitor that falls behind skips ahead, not through minutes",
     )
     closed_opportunities: int = Field(default=100, ge=1, le=10_000, description="closed opportunities kept")
     control_timeout_seconds: float = Field(
