@@ -852,7 +852,7 @@ async def main() -> None:
     parser.add_argument("--monitor-rps", type=float, default=300, metavar="N",
                         help="requests per second of the --monitor load generator (default 300)")
     parser.add_argument("--monitor-feed-rate", type=float, default=5.0, metavar="R",
-                        help="book updates per symbol per second in --monitor (default 5: main.py --demo's feed)")
+                        help="book updates per symbol per second in --monitor (default 5: main.py --demo's rate)")
     parser.add_argument("--monitor-clients", type=int, default=100, metavar="N",
                         help="WebSocket clients at 1 Hz in --monitor (default 100)")
     args = parser.parse_args()
