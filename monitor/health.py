@@ -20,14 +20,28 @@ def heartbeat_fresh(entry: HeartbeatEntry, at: int) -> bool:
     return at - entry.at <= HEARTBEATS_MISSED_BEFORE_DOWN * entry.status.interval_seconds * 1000
 
 
-def source_health(source: SourceStatus, collector: CollectorStatus, fresh: bool) -> Health:
-    if not fresh or source.last_update_age_seconds is None:
+def source_health(source: SourceStatus, collector: CollectorStatus, fresh: bool, age: float | None) -> Health:
+    if not fresh or age is None:
         return "down"
     if source.streams_up and not any(source.streams_up.values()):
         return "down"
-    if source.last_update_age_seconds > collector.stale_after_seconds or source.stale_symbols:
+    if age > collector.stale_after_seconds or source.stale_symbols:
         return "stale"
     return "ok"
+
+
+def last_update_age(source_id: str, source: SourceStatus, heartbeat_age: float, state: MonitorState,
+                    at: int) -> float | None:
+    """Seconds since the source's last update: the heartbeat's figure aged by the time since it was sent, or,
+    when fresher, since the monitor itself last received a message of that source (heartbeats come every few
+    seconds; the data in between)."""
+    ages = []
+    if source.last_update_age_seconds is not None:
+        ages.append(source.last_update_age_seconds + heartbeat_age)
+    seen = state.source_seen.get(source_id)
+    if seen is not None:
+        ages.append(max(0.0, (at - seen) / 1000))
+    return round(min(ages), 3) if ages else None
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -44,15 +58,14 @@ def sources(state: MonitorState, at: int) -> list[dict[str, Any]]:
         heartbeat_age = (at - entry.at) / 1000
         for source_id, source in sorted(entry.status.sources.items()):
             exchange, market = split_source(source_id)
-            age = source.last_update_age_seconds
+            age = last_update_age(source_id, source, heartbeat_age, state, at)
             rows.append({
                 "collector": name,
                 "source": source_id,
                 "exchange": exchange,
                 "market": market,
-                "status": source_health(source, entry.status, fresh),
-                # the heartbeat's figure was true when it was sent: age it by the time since
-                "last_update_age_seconds": None if age is None else round(age + heartbeat_age, 3),
+                "status": source_health(source, entry.status, fresh, age),
+                "last_update_age_seconds": age,
                 "messages_per_second": source.messages_per_second if fresh else 0.0,
                 "symbols": source.symbols,
                 "updates": source.updates,

@@ -78,6 +78,8 @@ class MonitorState:
     """(sequence number, event): what a client that last saw sequence N has missed."""
     event_sequence: int = 0
     collectors: dict[str, HeartbeatEntry] = field(default_factory=dict)
+    source_seen: dict[str, int] = field(default_factory=dict)
+    """source -> when the monitor last received a market message of it."""
     consumed: Counter[str] = field(default_factory=Counter)
     """Messages taken off the queues, per kind: market, spread, opportunity, status."""
     invalid: Counter[str] = field(default_factory=Counter)
@@ -95,7 +97,9 @@ class MonitorState:
 
     def add_market(self, message: FuturesData, at: int) -> None:
         self.consumed["market"] += 1
-        self.markets[source_of(message), message.symbol] = MarketEntry(at, message)
+        source = source_of(message)
+        self.markets[source, message.symbol] = MarketEntry(at, message)
+        self.source_seen[source] = at
         self.queue_lag_ms.record(at - message.published_timestamp)
 
     def add_spread(self, key: str, snapshot: SpreadSnapshot, at: int) -> None:

@@ -3,13 +3,12 @@ real (simulator, collector, spread engine, monitor, RabbitMQ).
 
 It fills the spread table live over the WebSocket, shows each source's tile, shows an opportunity open then close
 after a simulator shift, falls back to polling /ui/data when the WebSocket is refused (and goes live again once it
-is allowed), and leaves a screenshot in docs/dashboard.png for the README.
+is allowed), and takes a screenshot with an opportunity open and its chart drawn.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -25,8 +24,6 @@ from tests.monitor_stack import VENUES, MonitorStack, start_stack
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
-"""Rewritten only with UPDATE_SCREENSHOT=1 in the environment, so a test run leaves the checkout as it was."""
 SOURCES = sorted([*VENUES, *(f"{venue}.spot" for venue in VENUES)])
 WAIT_MS = 20_000
 """Generous: conditions are waited on, never slept on; a healthy run meets them within a few seconds."""
@@ -214,7 +211,7 @@ async def test_screenshot_with_an_open_opportunity_and_its_chart(page: Page, sta
         await expect(page.locator("#chart-title")).to_contain_text("BTC/USDT")
         await expect(page.locator("#chart-title")).to_contain_text("bybit → binance")
         await expect(page.locator("#open-opportunities tbody tr.flash")).to_have_count(0, timeout=WAIT_MS)
-        screenshot = DOCS_SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / "dashboard.png"
+        screenshot = tmp_path / "dashboard.png"  # for a look after a failure; docs/ holds the demo's own
         await page.screenshot(path=screenshot)
         assert screenshot.stat().st_size > 20_000
     finally:
