@@ -65,3 +65,9 @@ class CollectorStatus(_Status):
 def status_key(connection_name: str) -> str:
     """status.<connection_name>, with the topic separators a name might hold made harmless."""
     return "status." + connection_name.replace(".", "_").replace("*", "_").replace("#", "_")
+
+
+def source_parts(source: str) -> tuple[str, str]:
+    """A source id's exchange and market: binance -> (binance, futures); binance.spot -> (binance, spot)."""
+    exchange, _, market = source.partition(".")
+    return exchange, market or "futures"

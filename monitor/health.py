@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from models.status import HEARTBEATS_MISSED_BEFORE_DOWN, CollectorStatus, SourceStatus
+from models.status import HEARTBEATS_MISSED_BEFORE_DOWN, CollectorStatus, SourceStatus, source_parts
 from monitor.state import HeartbeatEntry, MonitorState
 
 Health = Literal["ok", "stale", "down"]
@@ -44,12 +44,6 @@ def last_update_age(source_id: str, source: SourceStatus, heartbeat_age: float, 
     return round(min(ages), 3) if ages else None
 
 
-def split_source(source: str) -> tuple[str, str]:
-    """binance.spot -> (binance, spot); binance -> (binance, futures)."""
-    exchange, _, market = source.partition(".")
-    return exchange, market or "futures"
-
-
 def sources(state: MonitorState, at: int) -> list[dict[str, Any]]:
     """One row per (collector, source), as the dashboard's tiles and /api/exchanges show them."""
     rows = []
@@ -57,7 +51,7 @@ def sources(state: MonitorState, at: int) -> list[dict[str, Any]]:
         fresh = heartbeat_fresh(entry, at)
         heartbeat_age = (at - entry.at) / 1000
         for source_id, source in sorted(entry.status.sources.items()):
-            exchange, market = split_source(source_id)
+            exchange, market = source_parts(source_id)
             age = last_update_age(source_id, source, heartbeat_age, state, at)
             rows.append({
                 "collector": name,

@@ -7,15 +7,14 @@ one monitor stay apart by `collector`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitor import health
 from monitor.state import MonitorState, now_ms
+from utils.prometheus_metrics import PUBLISHER_COUNTERS
 
 SOURCE_LABELS = ["collector", "exchange", "market"]
 
@@ -87,10 +86,7 @@ class MonitorMetrics(Collector):
     def _collectors(self, at: int) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         families = {
             name: CounterMetricFamily(f"futures_scan_{name}", text, labels=["collector"])
-            for name, text in (("published", "Messages the broker confirmed"),
-                               ("conflated", "Updates replaced by a newer one before publishing"),
-                               ("expired", "Updates older than max_message_age_ms, not published"),
-                               ("failed", "Messages that could not be published"))
+            for name, text in PUBLISHER_COUNTERS
         }
         connected = GaugeMetricFamily("futures_scan_broker_connected", "1 while the collector can publish",
                                       labels=["collector"])
@@ -104,16 +100,3 @@ class MonitorMetrics(Collector):
             connected.add_metric([row["collector"]], 1 if fresh and publisher["connected"] else 0)
             heartbeat.add_metric([row["collector"]], row["heartbeat_age_seconds"])
         yield from (*families.values(), connected, heartbeat)
-
-
-def metrics_handler(collector: Collector) -> Callable[[web.Request], Awaitable[web.Response]]:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-
-    async def handle(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(registry))
-        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-        response.charset = "utf-8"
-        return response
-
-    return handle

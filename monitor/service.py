@@ -17,16 +17,18 @@ import logging
 import sys
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from consumers.runner import run_main
 from control.client import ControlClient
 from models.config import AppConfig
 from monitor.api import Api
 from monitor.bus import MonitorBus
-from monitor.metrics import MonitorMetrics, metrics_handler
+from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.stream import StreamHub
 from monitor.watchlist import Watchlist
+from utils.prometheus_metrics import metrics_handler
 
 log = logging.getLogger("monitor")
 
@@ -50,8 +52,10 @@ class MonitorService:
         metrics = MonitorMetrics(self.state, lambda: (len(self.hub.clients), self.hub.frames_sent,
                                                       self.hub.frames_dropped))
         self.app = web.Application(client_max_size=64 * 1024)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(metrics)
         self.app.add_routes([*self.api.routes(), *watchlist.routes(), web.get("/ws/stream", self.hub.handle),
-                             web.get("/metrics", metrics_handler(metrics))])
+                             web.get("/metrics", metrics_handler(registry))])
         self.app.on_shutdown.append(lambda _: self.hub.close())
         self.app.on_response_prepare.append(_revalidate_dashboard)
         self._runner: web.AppRunner | None = None

@@ -468,6 +468,17 @@ async def consumer_queues(broker_url: str) -> list[str]:
         return []
 
 
+async def discover(work: Path) -> None:
+    """scripts/discover.py on work/config.json, as a user runs it: the universe lands in work/generated."""
+    discovered = await asyncio.create_subprocess_exec(
+        sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
+        "--output", str(work / "generated"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    _, errors = await discovered.communicate()
+    if discovered.returncode != 0:
+        raise RuntimeError(f"discovery failed: {errors.decode()[-2000:]}")
+
+
 async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
     """All 12 sources x N symbols on the simulator; the collector with "symbols": "auto", the spread engine
     and the tracker each in their own process, as a user runs them."""
@@ -498,13 +509,7 @@ async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
     consumer = spreads = None
     child: Child | None = None
     try:
-        discovered = await asyncio.create_subprocess_exec(
-            sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
-            "--output", str(work / "generated"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        _, errors = await discovered.communicate()
-        if discovered.returncode != 0:
-            raise RuntimeError(f"discovery failed: {errors.decode()[-2000:]}")
+        await discover(work)
         stats = ConsumerStats()
         consumer = await consume(args.broker, exchange, stats)
         spread_latency = LatencyWindow()
@@ -718,13 +723,7 @@ async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     child: Child | None = None
     rows: list[tuple[str, str]] = []
     try:
-        discovered = await asyncio.create_subprocess_exec(
-            sys.executable, "scripts/discover.py", "--config", str(work / "config.json"),
-            "--output", str(work / "generated"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        _, errors = await discovered.communicate()
-        if discovered.returncode != 0:
-            raise RuntimeError(f"discovery failed: {errors.decode()[-2000:]}")
+        await discover(work)
         child = Child(collector_role, json.dumps(config))
         for module in ("consumers.spread_engine", "monitor"):
             processes.append(subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring

@@ -6,11 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import orjson
 
+from discovery.build import build_universe, load_sources
+from discovery.output import write_generated
 from main import FuturesScan, point_at_simulator
 from models.config import AppConfig
 from models.futures_data import FuturesData
@@ -75,6 +78,17 @@ class Consumer:
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()
+
+
+async def discover_on(simulator: Simulator, symbols: list[str], directory: Path, markets: list[str] | None = None
+                      ) -> str:
+    """Pair discovery on the simulator's venues, written to directory/generated: its path, for universe_dir."""
+    discovery = AppConfig.model_validate({"exchanges": list(simulator.venues), "symbols": symbols,
+                                          "markets": markets or ["futures"], "api_keys_file": None})
+    point_at_simulator(discovery, simulator)
+    loaded, failed = await load_sources(discovery, lambda _: None, minimum_sources=2)
+    write_generated(directory / "generated", build_universe(loaded, failed), None)
+    return str(directory / "generated")
 
 
 def collector_config(simulator: Simulator, broker_url: str, exchange: str, **collection: Any) -> AppConfig:

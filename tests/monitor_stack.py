@@ -16,13 +16,11 @@ from pathlib import Path
 import aio_pika
 
 from consumers.spread_engine import SpreadEngine
-from discovery.build import build_universe, load_sources
-from discovery.output import write_generated
-from main import FuturesScan, point_at_simulator
+from main import FuturesScan
 from models.config import AppConfig
 from monitor.service import MonitorService
 from simulator.server import Simulator
-from tests.helpers import collector_config
+from tests.helpers import collector_config, discover_on
 
 VENUES = ["binance", "okx", "bybit"]
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
@@ -55,12 +53,7 @@ async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack) -
         "enabled": True, "queue": f"{name}_control", "responses_exchange": f"{name}_responses",
         "state_file": str(directory / "state.json"),
     })
-    discovery = AppConfig.model_validate({"exchanges": VENUES, "symbols": SYMBOLS, "markets": ["futures", "spot"],
-                                          "api_keys_file": None})
-    point_at_simulator(discovery, simulator)
-    loaded, failed = await load_sources(discovery, lambda _: None, minimum_sources=2)
-    write_generated(directory / "generated", build_universe(loaded, failed), None)
-    config.universe_dir = str(directory / "generated")
+    config.universe_dir = await discover_on(simulator, SYMBOLS, directory, ["futures", "spot"])
     config.spreads = config.spreads.model_copy(update={
         "analytics_exchange": f"{name}_analytics", "entry_pct": 0.3, "exit_pct": 0.1, "confirm_ticks": 2,
         "max_quote_age_ms": 3000, "max_leg_skew_ms": 5000,

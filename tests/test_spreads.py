@@ -17,16 +17,13 @@ from consumers.quotes import quote_from
 from consumers.spread_engine import SpreadEngine
 from consumers.spread_tracker import SpreadTracker
 from consumers.tracks import TrackEntry, TrackStore
-from discovery.build import build_universe, load_sources
-from discovery.output import write_generated
-from main import point_at_simulator
 from models.analytics import OpportunityEvent, SpreadSnapshot
 from models.config import AppConfig
 from models.futures_data import FuturesData
 from models.universe import read_universe
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import Consumer, collector_config, delete_analytics, running, valid
+from tests.helpers import Consumer, collector_config, delete_analytics, discover_on, running, valid
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,12 +43,7 @@ async def setup(simulator: Simulator, broker: Broker, exchange_name: str, tmp_pa
     """A universe discovered on the simulator, and a config for the collector, the engine and the tracker."""
     config = collector_config(simulator, broker.url, exchange_name, max_message_age_ms=60_000)
     config.symbols = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
-    discovery = AppConfig.model_validate({"exchanges": ["binance", "okx"], "symbols": ["BTC/USDT:USDT"],
-                                          "api_keys_file": None})
-    point_at_simulator(discovery, simulator)
-    loaded, failed = await load_sources(discovery, lambda _: None, minimum_sources=2)
-    write_generated(tmp_path / "generated", build_universe(loaded, failed), None)
-    config.universe_dir = str(tmp_path / "generated")
+    config.universe_dir = await discover_on(simulator, ["BTC/USDT:USDT"], tmp_path)
     config.spreads = config.spreads.model_copy(update={
         "analytics_exchange": f"{exchange_name}_analytics", "entry_pct": 0.3, "exit_pct": 0.1, "confirm_ticks": 2,
         "max_quote_age_ms": 1500, "max_leg_skew_ms": 5000,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram
@@ -18,21 +18,23 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from models.status import source_parts
 from utils.statistics import Statistics, now_ms
 
 log = logging.getLogger("metrics")
 
 SOURCE_LABELS = ("exchange", "market")
+PUBLISHER_COUNTERS = (
+    ("published", "Messages RabbitMQ confirmed"),
+    ("failed", "Updates that could not be serialized, and messages RabbitMQ refused"),
+    ("conflated", "Updates replaced by a newer one of the same key before they were sent"),
+    ("expired", "Updates dropped as older than max_message_age_ms when they could be sent"),
+)
+"""The publisher's counters: (PublisherStats field, help). The monitor exports the same from heartbeats."""
 RECEIPT_TO_PUBLISH_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )
 """Seconds: 0.1 ms (a quiet feed) to 5 s (an outage's backlog; max_message_age_ms drops what is older)."""
-
-
-def source_labels(source_id: str) -> tuple[str, str]:
-    """binance -> (binance, futures); binance.spot -> (binance, spot)."""
-    exchange, _, market = source_id.partition(".")
-    return exchange, market or "futures"
 
 
 class StatisticsCollector(Collector):
@@ -74,7 +76,7 @@ class StatisticsCollector(Collector):
             labels=(*SOURCE_LABELS, "stream"),
         )
         for stats in statistics.exchanges:
-            labels = source_labels(stats.exchange)
+            labels = source_parts(stats.exchange)
             for field, family in counters.items():
                 family.add_metric(labels, getattr(stats, field))
             age = stats.last_update_age_seconds(at)
@@ -87,21 +89,8 @@ class StatisticsCollector(Collector):
         yield from (last_update_age, stale, symbols, stream_up)
 
         publisher = statistics.publisher
-        yield CounterMetricFamily(
-            "futures_scan_published", "Messages RabbitMQ confirmed", value=publisher.published
-        )
-        yield CounterMetricFamily(
-            "futures_scan_failed", "Updates that could not be serialized, and messages RabbitMQ refused",
-            value=publisher.failed,
-        )
-        yield CounterMetricFamily(
-            "futures_scan_conflated", "Updates replaced by a newer one of the same key before they were sent",
-            value=publisher.conflated,
-        )
-        yield CounterMetricFamily(
-            "futures_scan_expired", "Updates dropped as older than max_message_age_ms when they could be sent",
-            value=publisher.expired,
-        )
+        for field, text in PUBLISHER_COUNTERS:
+            yield CounterMetricFamily(f"futures_scan_{field}", text, value=getattr(publisher, field))
         yield CounterMetricFamily(
             "futures_scan_broker_reconnects", "RabbitMQ outages the publisher recovered from",
             value=publisher.reconnects,
@@ -138,7 +127,7 @@ class MetricsServer:
     async def start(self) -> bool:
         """Serve /metrics; False (after one ERROR naming the address) when it cannot listen there."""
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/metrics", metrics_handler(self.registry))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -161,6 +150,12 @@ class MetricsServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+
+def metrics_handler(registry: CollectorRegistry) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /metrics of `registry`: the Prometheus text format, or OpenMetrics when the scraper asks for it."""
+
+    async def handle(request: web.Request) -> web.Response:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
+        return web.Response(body=encode(registry), headers={"Content-Type": content_type})
+
+    return handle
