@@ -468,6 +468,16 @@ async def consumer_queues(broker_url: str) -> list[str]:
         return []
 
 
+async def stop_processes(collector: Child | None, others: list[subprocess.Popen[bytes]]) -> None:
+    """The collector child (it prints its final statistics), then SIGTERM to the others, 15 s each at most."""
+    if collector is not None:
+        await asyncio.to_thread(collector.stop)
+    for process in others:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(process.wait, 15)
+
+
 async def discover(work: Path) -> None:
     """scripts/discover.py on work/config.json, as a user runs it: the universe lands in work/generated."""
     discovered = await asyncio.create_subprocess_exec(
@@ -551,12 +561,7 @@ async def full_universe(args: argparse.Namespace) -> list[tuple[str, str]]:
         after = await asyncio.to_thread(child.ask, "stats")
         rss = {name: rss_mb(pids[name]) for name in ("collector", "spread engine", "tracker")}
     finally:
-        if child is not None:
-            await asyncio.to_thread(child.stop)
-        for process in processes:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(15)
+        await stop_processes(child, processes)
         for connection in (consumer, spreads):
             if connection is not None:
                 await connection.close()
@@ -806,12 +811,7 @@ async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             ("monitor: RSS (MB)", fmt(rss_mb(monitor_pid))),
         ]
     finally:
-        if child is not None:
-            await asyncio.to_thread(child.stop)
-        for process in processes:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(15)
+        await stop_processes(child, processes)
         await sim.stop()
         for name in (exchange, analytics, status):
             await delete_exchange(args.broker, name)
