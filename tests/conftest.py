@@ -3,12 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import aio_pika
 import pytest
 
 from simulator.server import Simulator
 from tests.broker import Broker, provide_broker
-from tests.helpers import Consumer
+from tests.helpers import Consumer, delete_names
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +21,7 @@ async def exchange_name(broker: Broker) -> AsyncIterator[str]:
     """A topic exchange of this test's own, removed afterwards so runs never collide or pile up."""
     name = f"futures_data_test_{uuid.uuid4().hex[:12]}"
     yield name
-    connection = await aio_pika.connect(broker.url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(name)
+    await delete_names(broker.url, [name])
 
 
 @pytest.fixture
@@ -33,11 +29,7 @@ async def control_names(broker: Broker, exchange_name: str) -> AsyncIterator[tup
     """(control queue, responses exchange) of this test's own, removed afterwards."""
     queue, responses = f"{exchange_name}_control", f"{exchange_name}_responses"
     yield queue, responses
-    connection = await aio_pika.connect(broker.url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.queue_delete(queue)
-        await channel.exchange_delete(responses)
+    await delete_names(broker.url, [responses], [queue])
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,20 @@ async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bo
     return condition()
 
 
-async def delete_analytics(broker_url: str, config: AppConfig, tracker_queue: str) -> None:
-    """Remove what a test's spread engine and tracker declared: the analytics exchange and the tracker's queue."""
+async def delete_names(broker_url: str, exchanges: Iterable[str] = (), queues: Iterable[str] = ()) -> None:
+    """Remove the exchanges and queues a test declared, so runs never collide or pile up."""
     connection = await aio_pika.connect(broker_url)
     async with connection:
         channel = await connection.channel()
-        await channel.exchange_delete(config.spreads.analytics_exchange)
-        await channel.queue_delete(tracker_queue)
+        for exchange in exchanges:
+            await channel.exchange_delete(exchange)
+        for queue in queues:
+            await channel.queue_delete(queue)
+
+
+async def delete_analytics(broker_url: str, config: AppConfig, tracker_queue: str) -> None:
+    """Remove what a test's spread engine and tracker declared: the analytics exchange and the tracker's queue."""
+    await delete_names(broker_url, [config.spreads.analytics_exchange], [tracker_queue])
 
 
 class Consumer:

@@ -8,19 +8,16 @@ stack's own, removed afterwards. Tests that change the simulator (a shift) must 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-
-import aio_pika
 
 from consumers.spread_engine import SpreadEngine
 from main import FuturesScan
 from models.config import AppConfig
 from monitor.service import MonitorService
 from simulator.server import Simulator
-from tests.helpers import collector_config, discover_on
+from tests.helpers import collector_config, delete_names, discover_on
 
 VENUES = ["binance", "okx", "bybit"]
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
@@ -75,15 +72,6 @@ async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack) -
 
 
 async def remove_names(broker_url: str, config: AppConfig) -> None:
-    connection = await aio_pika.connect(broker_url)
-    async with connection:
-        channel = await connection.channel()
-        for exchange in (config.rabbitmq.exchange, config.rabbitmq.status_exchange,
-                         config.spreads.analytics_exchange, config.control.responses_exchange):
-            await channel.exchange_delete(exchange)
-        await channel.queue_delete(config.control.queue)
-
-
-async def stack_fixture(broker_url: str, directory: Path) -> AsyncIterator[MonitorStack]:
-    async with AsyncExitStack() as exits:
-        yield await start_stack(broker_url, directory, exits)
+    await delete_names(broker_url, [config.rabbitmq.exchange, config.rabbitmq.status_exchange,
+                                    config.spreads.analytics_exchange, config.control.responses_exchange],
+                       [config.control.queue])

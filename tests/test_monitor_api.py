@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from models.futures_data import FuturesData
 from monitor.service import MonitorService
 from tests.broker import Broker
-from tests.helpers import eventually
+from tests.helpers import delete_names, eventually
 from tests.monitor_stack import SYMBOLS, VENUES, MonitorStack, start_stack
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
@@ -95,9 +95,7 @@ async def test_health_is_503_without_a_collector_heartbeat(stack: MonitorStack, 
         assert response.status == 503 and body["status"] == "unhealthy" and body["collectors"] == []
     finally:
         await lonely.stop()
-        connection = await aio_pika.connect(broker.url)
-        async with connection:
-            await (await connection.channel()).exchange_delete(config.rabbitmq.status_exchange)
+        await delete_names(broker.url, [config.rabbitmq.status_exchange])
 
 
 async def test_snapshot_filters_and_carries_the_timestamp_chain(stack: MonitorStack,

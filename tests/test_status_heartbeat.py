@@ -21,7 +21,7 @@ from publishers.rabbitmq_publisher import PublisherStats
 from publishers.status_heartbeat import StatusHeartbeat
 from simulator.server import Simulator
 from tests.broker import Broker
-from tests.helpers import SYMBOLS, Consumer, collector_config, eventually, running
+from tests.helpers import SYMBOLS, Consumer, collector_config, delete_names, eventually, running
 from tests.tcp_proxy import TcpProxy
 from utils.latency import LatencyWindow
 from utils.statistics import Statistics
@@ -50,10 +50,7 @@ class HeartbeatConsumer(Consumer):
 async def status_exchange(broker: Broker, exchange_name: str) -> AsyncIterator[str]:
     name = f"{exchange_name}_status"
     yield name
-    connection = await aio_pika.connect(broker.url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(name)
+    await delete_names(broker.url, [name])
 
 
 @pytest.fixture
