@@ -42,7 +42,8 @@ class MonitorService:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
         settings = config.monitor
-        self.state = MonitorState(closed_kept=settings.closed_opportunities)
+        self.state = MonitorState(closed_kept=settings.closed_opportunities,
+                                  spread_max_age_ms=config.spreads.max_quote_age_ms)
         self.bus = MonitorBus(config, self.state)
         self.api = Api(config, self.state)
         self.hub = StreamHub(self.api.frame, settings.max_ws_clients, settings.max_top)

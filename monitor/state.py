@@ -66,6 +66,9 @@ class HeartbeatEntry(Received):
 @dataclass
 class MonitorState:
     closed_kept: int = 100
+    spread_max_age_ms: int = 5000
+    """spreads.max_quote_age_ms: a direction without a snapshot for longer has a leg the engine now skips (a venue
+    gone quiet, a delisted pair); it leaves the rankings, its last snapshot would otherwise stay on top for good."""
     markets: dict[tuple[str, str], MarketEntry] = field(default_factory=dict)
     """(source, ccxt symbol) -> the latest message."""
     spreads: dict[str, SpreadEntry] = field(default_factory=dict)
@@ -115,12 +118,14 @@ class MonitorState:
             points.append(point)
 
     def ranking(self, figure: int, at: int) -> list[str]:
-        """Spread keys, best first by ranks[figure] (unknown last); at most RANKING_TTL_MS old."""
+        """Keys of the directions with a snapshot received within spread_max_age_ms, best first by ranks[figure]
+        (unknown last); at most RANKING_TTL_MS old."""
         cached = self._rankings.get(figure)
         if cached is not None and 0 <= at - cached[0] < RANKING_TTL_MS:
             return cached[1]
-        spreads = self.spreads
-        keys = sorted(spreads, key=lambda key: spreads[key].ranks[figure], reverse=True)
+        spreads, oldest = self.spreads, at - self.spread_max_age_ms
+        live = [key for key, entry in spreads.items() if entry.at >= oldest]
+        keys = sorted(live, key=lambda key: spreads[key].ranks[figure], reverse=True)
         self._rankings[figure] = (at, keys)
         return keys
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Literal
 
 from models.analytics import OpportunityEvent, spread_key
@@ -29,16 +28,12 @@ def spread_row(entry: SpreadEntry, at: int) -> dict[str, Any]:
 
 def ranked_spreads(state: MonitorState, at: int, top: int, sort: SpreadSort = "net",
                    min_net: float | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """(how many directions match, the best `top` of them): a direction lacking the sort figure goes last."""
+    """(how many live directions match, the best `top` of them): a direction lacking the sort figure goes last."""
     spreads = state.spreads
-    if min_net is None:
-        matching = len(spreads)
-        best = state.ranking(SORT_FIGURES[sort], at)[:top]
-    else:
-        matching = sum(1 for entry in spreads.values() if entry.ranks[0] >= min_net)
-        ranked = (key for key in state.ranking(SORT_FIGURES[sort], at) if key in spreads)
-        best = list(itertools.islice((key for key in ranked if spreads[key].ranks[0] >= min_net), top))
-    return matching, [spread_row(spreads[key], at) for key in best if key in spreads]
+    ranked = state.ranking(SORT_FIGURES[sort], at)
+    if min_net is not None:
+        ranked = [key for key in ranked if spreads[key].ranks[0] >= min_net]
+    return len(ranked), [spread_row(spreads[key], at) for key in ranked[:top]]
 
 
 def opportunity_row(event: OpportunityEvent, at: int) -> dict[str, Any]:
