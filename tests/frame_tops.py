@@ -59,6 +59,16 @@ async def observe_quotes(exchange: Any, symbol: str, via: Literal["ticker", "bid
     return TopsAfterEachFrame(exchange, lambda: _quote_top(exchange.bidsasks.get(symbol)))
 
 
+async def past_the_snapshot(exchange: Any, symbol: str, timeout: float = 15) -> None:
+    """Until the client applied a diff on top of its REST snapshot. Binance's diffs carry update ids, and a client
+    drops one that the snapshot already covers (`u` <= lastUpdateId): a diff still in flight when the snapshot
+    came. A fault the venue puts into that diff never reaches the book; set faults after this returns."""
+    snapshot = exchange.orderbooks[symbol]["nonce"]
+    async with asyncio.timeout(timeout):
+        while exchange.orderbooks[symbol]["nonce"] == snapshot:
+            await asyncio.sleep(0.01)
+
+
 def _book_top(book: Any) -> Top | None:
     if book is None or not book["bids"] or not book["asks"]:
         return None

@@ -13,7 +13,7 @@ from aiohttp import web
 from simulator.binance import BinanceSimulator
 from simulator.book import ReferenceMarket, now_ms
 from simulator.instruments import INSTRUMENTS
-from tests.frame_tops import observe_order_book, observe_quotes
+from tests.frame_tops import observe_order_book, observe_quotes, past_the_snapshot
 
 BTC, ETH, SOL = (instrument.unified_symbol for instrument in INSTRUMENTS[:3])
 
@@ -113,6 +113,7 @@ async def test_order_books_stay_in_sync_with_the_diff_stream(venue, exchange):
 
 async def test_crossed_diff_shows_a_bid_above_the_ask_then_heals(venue, exchange):
     frames = await observe_order_book(exchange, BTC)
+    await past_the_snapshot(exchange, BTC)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
 

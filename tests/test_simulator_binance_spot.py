@@ -15,7 +15,7 @@ from simulator.binance import BinanceSimulator, BinanceSpotSimulator
 from simulator.book import now_ms
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import observe_order_book, observe_quotes
+from tests.frame_tops import observe_order_book, observe_quotes, past_the_snapshot
 
 BTC, ETH, PEPE = "BTC/USDT", "ETH/USDT", "PEPE/USDT"
 """PEPE: futures list 1000PEPEUSDT, spot lists the single coin."""
@@ -124,6 +124,7 @@ async def test_crossed_fault_shows_then_heals(spot, exchange, stream: str) -> No
         frames = await observe_quotes(exchange, BTC, via="bids_asks")
     else:
         frames = await observe_order_book(exchange, BTC, 100)
+        await past_the_snapshot(exchange, BTC)
     spot.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=15)  # generous: CI runs the whole suite on two busy cores
     assert spot.faults.crossed_pending == 0

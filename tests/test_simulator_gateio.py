@@ -17,7 +17,7 @@ from collectors.venues.gateio import GateioFutures
 from simulator.gateio import CONTRACT_MULTIPLIERS, GateioSimulator, per_coin
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import observe_order_book, observe_quotes
+from tests.frame_tops import observe_order_book, observe_quotes, past_the_snapshot
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -194,6 +194,7 @@ async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro
         frames = await observe_quotes(exchange, "SOL/USDT:USDT", via="bids_asks")
     else:
         frames = await observe_order_book(exchange, "SOL/USDT:USDT", 20)
+        await past_the_snapshot(exchange, "SOL/USDT:USDT")
     venue_of(sim).faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue_of(sim).faults.crossed_pending == 0

@@ -17,7 +17,7 @@ from collectors.venues.htx import HtxFutures
 from simulator.htx import HtxSimulator
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
-from tests.frame_tops import observe_order_book
+from tests.frame_tops import observe_order_book, past_the_snapshot
 
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "1000PEPE/USDT:USDT"]
 """Contract sizes 0.001, 0.01 and 10; funding every 8, 8 and 4 h."""
@@ -181,6 +181,7 @@ async def test_dropped_connection_fails_the_watch_and_reconnects(sim: Simulator,
 
 async def test_crossed_fault_shows_then_heals(sim: Simulator, exchange: ccxt.pro.htx) -> None:
     frames = await observe_order_book(exchange, "SOL/USDT:USDT", 20)
+    await past_the_snapshot(exchange, "SOL/USDT:USDT")
     venue = venue_of(sim)
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)

@@ -14,7 +14,7 @@ from ccxt.base.errors import NetworkError
 from simulator.instruments import INSTRUMENTS
 from simulator.kucoin import CONTRACT_MULTIPLIERS, KucoinSimulator
 from simulator.server import Simulator
-from tests.frame_tops import observe_order_book, observe_quotes
+from tests.frame_tops import observe_order_book, observe_quotes, past_the_snapshot
 
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT", "1000PEPE/USDT:USDT"]
 """Contracts of 0.001 BTC, 0.01 ETH and 10 x 1000PEPE; funding every 8, 8 and 4 h."""
@@ -187,6 +187,7 @@ async def test_crossed_fault_shows_then_heals(venue: KucoinSimulator, exchange: 
     else:
         limit = 50 if stream == "level2Depth50" else None
         frames = await asyncio.wait_for(observe_order_book(exchange, "SOL/USDT:USDT", limit), 8)
+        await past_the_snapshot(exchange, "SOL/USDT:USDT")
     venue.faults.crossed_pending = 1
     await frames.wait_crossed_then_healed(timeout=10)
     assert venue.faults.crossed_pending == 0
