@@ -194,6 +194,65 @@ class MonitorConfig(_Section):
     )
 
 
+class HistoryConfig(_Section):
+    """python -m consumers.recorder: the history and research store (SQLite by default, PostgreSQL at scale)."""
+
+    sqlite_path: str = Field(default="data/history.sqlite", description="the embedded store (WAL) when no DSN is set")
+    sqlite_max_size_mb: int | None = Field(
+        default=None, ge=1, description="a disk budget for the SQLite file; reaching it is treated like a full disk"
+    )
+    postgres_dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user@host:5432/db: use PostgreSQL instead of SQLite. The environment variable "
+        "HISTORY_POSTGRES_DSN wins; keep passwords there or in .env, never in config.json",
+    )
+    sample_seconds: float = Field(default=60, ge=1, le=3600, description="watch_signal_raw: a row per direction")
+    quote_sample_seconds: float = Field(default=60, ge=1, le=3600, description="market_quote_sample interval")
+    funding_check_seconds: float = Field(
+        default=10, ge=1, le=3600,
+        description="how often funding rates and next funding times are compared with the last recorded ones",
+    )
+    series_bucket_seconds: int = Field(default=300, ge=10, le=86400, description="watchlist_series_agg bucket")
+    event_confirm_samples: int = Field(default=2, ge=1, le=1000, description="N: consecutive triggered samples")
+    event_cooldown_minutes: float = Field(
+        default=3, ge=0, le=1440, description="M: a trigger within it of the last one extends the same event"
+    )
+    outcome_horizons_minutes: list[Annotated[float, Field(gt=0, le=30 * 1440)]] = Field(
+        default_factory=lambda: [30, 60, 180, 360], min_length=1, max_length=20
+    )
+    outcome_flat_pct: float = Field(
+        default=0.05, ge=0, description="a spread change within ± this (percentage points) is labelled flat"
+    )
+    outcome_check_seconds: float = Field(default=30, ge=0.1, le=3600, description="how often outcomes are due")
+    raw_retention_days: float = Field(default=14, gt=0, description="watch_signal_raw and market_quote_sample")
+    event_retention_days: float = Field(
+        default=180, gt=0, description="watch_signal_event, future_outcome and funding_change"
+    )
+    series_retention_days: float = Field(default=7, gt=0, description="watchlist_series_agg")
+    partitions_ahead_days: int = Field(default=2, ge=1, le=60, description="PostgreSQL daily partitions made ahead")
+    spool_dir: str = Field(default="data/history_spool", description="batches wait here while the store is down")
+    max_backlog_rows: int = Field(
+        default=1_000_000, ge=1000,
+        description="rows kept in memory when neither the store nor the spool can take them (a full disk); "
+        "beyond it the oldest are dropped and counted",
+    )
+    queue_max_length: int = Field(default=100_000, ge=100, le=10_000_000, description="each recorder queue's cap")
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _postgres_scheme(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is not None and not dsn.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (e.g. postgresql://recorder@127.0.0.1:5432/history)")
+        return dsn
+
+    @field_validator("outcome_horizons_minutes")
+    @classmethod
+    def _distinct_horizons(cls, horizons: list[float]) -> list[float]:
+        if len(set(horizons)) != len(horizons):
+            raise ValueError("lists a horizon more than once")
+        return sorted(horizons)
+
+
 MIN_DISCOVERY_INTERVAL_SECONDS = 60
 """Below this, rediscovery would hammer every venue's REST market list (rate limits, bans)."""
 
@@ -246,6 +305,7 @@ class AppConfig(_Section):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
     api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
 
     @field_validator("exchanges", mode="before")

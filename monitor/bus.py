@@ -8,15 +8,13 @@ kind, never trusted.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import aio_pika
-from aio_pika.exceptions import AMQPError
 from pydantic import ValidationError
 
+from consumers.grouped_acks import GroupedAcks
 from models.analytics import OpportunityEvent, SpreadSnapshot
 from models.config import AppConfig
 from models.futures_data import FuturesData
@@ -26,14 +24,6 @@ from publishers.aio_pika_seams import QuietRobustConnection
 
 log = logging.getLogger("monitor")
 
-PREFETCH = 500
-"""Messages RabbitMQ hands out before the monitor acknowledges them. The rest wait in the broker's queue, where
-its length cap drops the oldest: a monitor that falls behind holds at most this many old messages (a fraction
-of a second of the full feed), never an ever-growing backlog of its own."""
-ACK_EVERY = 100
-"""Acknowledged together (multiple=True), and whatever is left every ACK_FLUSH_SECONDS."""
-ACK_FLUSH_SECONDS = 0.2
-
 
 class MonitorBus:
     def __init__(self, config: AppConfig, state: MonitorState) -> None:
@@ -41,9 +31,7 @@ class MonitorBus:
         self.state = state
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._logged_invalid: set[str] = set()
-        self._unacked: dict[str, aio_pika.abc.AbstractIncomingMessage] = {}
-        """Per kind, the newest message handled and not yet acknowledged."""
-        self._flusher: asyncio.Task[None] | None = None
+        self._acks = GroupedAcks()
 
     async def start(self) -> None:
         rabbitmq = self.config.rabbitmq
@@ -60,57 +48,27 @@ class MonitorBus:
         except BaseException:
             await self.stop()
             raise
-        self._flusher = asyncio.create_task(self._flush_acks_forever(), name="monitor-acks")
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        await self._acks.close()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
-
-    async def _flush_acks_forever(self) -> None:
-        while True:
-            await asyncio.sleep(ACK_FLUSH_SECONDS)
-            for kind in tuple(self._unacked):
-                await self._ack(kind)
-
-    async def _ack(self, kind: str) -> None:
-        message = self._unacked.pop(kind, None)
-        if message is not None:
-            with contextlib.suppress(AMQPError, RuntimeError):  # a channel lost meanwhile: RabbitMQ requeued them
-                await message.ack(multiple=True)
 
     async def _consume(
         self, exchange_name: str, bindings: tuple[str, ...], kind: str,
         handle: Callable[[aio_pika.abc.AbstractIncomingMessage], None],
     ) -> None:
-        """A channel of its own per queue: acknowledging `multiple` covers every earlier delivery on a channel."""
         assert self._connection is not None
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=PREFETCH)
-        exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(
-            exclusive=True,
-            arguments={"x-max-length": self.config.monitor.queue_max_length, "x-overflow": "drop-head"},
-        )
-        for binding in bindings:
-            await queue.bind(exchange, binding)
 
-        handled = 0
-
-        async def deliver(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal handled
+        def deliver(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             try:
                 handle(message)
             except ValidationError as error:
                 self._invalid(kind, message.routing_key or "", error)
-            handled += 1
-            self._unacked[kind] = message
-            if handled % ACK_EVERY == 0:
-                await self._ack(kind)
 
-        await queue.consume(deliver)
+        await self._acks.consume(self._connection, exchange_name, bindings, kind, deliver,
+                                 self.config.monitor.queue_max_length)
 
     def _invalid(self, kind: str, routing_key: str, error: ValidationError) -> None:
         self.state.invalid[kind] += 1

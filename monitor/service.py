@@ -5,6 +5,7 @@ collectors' status heartbeats (futures_collector_status), keeps the newest of ea
 
     GET  /health  /snapshot  /api/spreads  /api/spreads/history  /api/opportunities  /api/exchanges
     GET|POST|DELETE /api/watchlist   POST /api/watchlist/touch   (forwarded to the collector's control queue)
+    GET  /api/history/spreads  /api/events  /api/events/{event_id}  /api/funding/history   (the recorder's store)
     WS   /ws/stream   GET /ui  /ui/data   GET /metrics
 
 Listens on config.json's monitor.host:monitor.port (127.0.0.1:8080 by default).
@@ -24,6 +25,7 @@ from control.client import ControlClient
 from models.config import AppConfig
 from monitor.api import Api
 from monitor.bus import MonitorBus
+from monitor.history_api import HistoryApi
 from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.stream import StreamHub
@@ -55,9 +57,11 @@ class MonitorService:
         self.app = web.Application(client_max_size=64 * 1024)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(metrics)
-        self.app.add_routes([*self.api.routes(), *watchlist.routes(), web.get("/ws/stream", self.hub.handle),
-                             web.get("/metrics", metrics_handler(registry))])
+        history = HistoryApi(config, self.state)
+        self.app.add_routes([*self.api.routes(), *watchlist.routes(), *history.routes(),
+                             web.get("/ws/stream", self.hub.handle), web.get("/metrics", metrics_handler(registry))])
         self.app.on_shutdown.append(lambda _: self.hub.close())
+        self.app.on_cleanup.append(lambda _: history.close())
         self.app.on_response_prepare.append(_revalidate_dashboard)
         self._runner: web.AppRunner | None = None
         self._connecting: asyncio.Task[None] | None = None

@@ -11,6 +11,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --full-universe --universe-size 300   # 12 sources x 300 symbols, engine + tracker
     python scripts/bench.py --full-universe --universe-size 0     # 12 sources on the default instrument list
     python scripts/bench.py --monitor             # the monitor: CPU per message, API under load, 100 WebSockets
+    python scripts/bench.py --history             # the history store: rows/s, 12 h query p99, recorder CPU/message
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -854,7 +855,22 @@ async def main() -> None:
                         help="book updates per symbol per second in --monitor (default 5: main.py --demo's rate)")
     parser.add_argument("--monitor-clients", type=int, default=100, metavar="N",
                         help="WebSocket clients at 1 Hz in --monitor (default 100)")
+    parser.add_argument("--history", action="store_true",
+                        help="the history store: rows/s into SQLite and PostgreSQL, the 12 h series query's p99, "
+                             "the recorder's CPU per message on the demo feed")
+    parser.add_argument("--history-rows", type=int, default=200_000, metavar="N",
+                        help="watch_signal_raw rows written per backend in --history (default 200000)")
+    parser.add_argument("--history-directions", type=int, default=1000, metavar="N",
+                        help="directions with 7 days of 5-minute bars in --history (default 1000)")
+    parser.add_argument("--history-admin-dsn", default=os.environ.get(
+                        "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"), metavar="DSN",
+                        help="a PostgreSQL role that may create the bench's scratch database")
     args = parser.parse_args()
+    if args.history:
+        from scripts.bench_history import history_bench  # noqa: PLC0415 - asyncpg only for this scenario
+
+        print_table(await history_bench(args))
+        return
     if args.monitor:
         print_table(await monitor_bench(args))
         return

@@ -25,6 +25,7 @@ def test_the_example_config_is_valid_and_documents_every_section() -> None:
     assert set(raw["control"]) == set(type(config.control).model_fields)
     assert set(raw["spreads"]) == set(type(config.spreads).model_fields)
     assert set(raw["tracker"]) == set(type(config.tracker).model_fields)
+    assert set(raw["history"]) == set(type(config.history).model_fields)
     assert [exchange.name for exchange in config.exchanges] == list(VENUE_NAMES)  # every venue
     assert config.markets == ["futures", "spot"]
     assert config.rabbitmq.exchange == "futures_data"
@@ -36,6 +37,20 @@ def test_rabbitmq_url_from_the_environment_wins(tmp_path: Path) -> None:
     config = load_config(path, environ={"RABBITMQ_URL": "amqp://u:p@broker:5673/vh"})
     assert config.rabbitmq.amqp_url() == "amqp://u:p@broker:5673/vh?heartbeat=15"
     assert config.rabbitmq.safe_url() == "amqp://u:***@broker:5673/vh?heartbeat=15"
+
+
+def test_the_history_dsn_comes_from_the_environment_and_never_shows_in_errors(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"],
+                                "history": {"postgres_dsn": "postgresql://a@config/db"}}))
+    config = load_config(path, environ={"HISTORY_POSTGRES_DSN": "postgresql://rec:s3cret@db:5432/history"})
+    assert config.history.postgres_dsn is not None
+    assert config.history.postgres_dsn.get_secret_value() == "postgresql://rec:s3cret@db:5432/history"
+    assert "s3cret" not in repr(config.history)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={"HISTORY_POSTGRES_DSN": "mysql://rec:s3cret@db/history"})
+    assert "history.postgres_dsn: Value error, must start with postgresql://" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
 
 
 def test_host_fields_build_the_url_with_quoting() -> None:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from models.config import AppConfig
 
 RABBITMQ_URL_ENV = "RABBITMQ_URL"
+HISTORY_POSTGRES_DSN_ENV = "HISTORY_POSTGRES_DSN"
 DEFAULT_CONFIG = "config.json"
 EXAMPLE_CONFIG = Path("config.example.json")
 
@@ -30,6 +31,10 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AppC
     if url:
         rabbitmq = raw.get("rabbitmq")
         raw["rabbitmq"] = {**(rabbitmq if isinstance(rabbitmq, dict) else {}), "url": url}
+    dsn = environ.get(HISTORY_POSTGRES_DSN_ENV)
+    if dsn:
+        history = raw.get("history")
+        raw["history"] = {**(history if isinstance(history, dict) else {}), "postgres_dsn": dsn}
     try:
         return AppConfig.model_validate(raw)
     except ValidationError as error:
@@ -76,7 +81,7 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 
 def _shown_input(problem: Any) -> str:
-    if problem["type"] in {"missing", "extra_forbidden"} or "url" in problem["loc"] or "password" in problem["loc"]:
+    if problem["type"] in {"missing", "extra_forbidden"} or {"url", "password", "postgres_dsn"} & set(problem["loc"]):
         return ""
     shown = repr(problem.get("input"))
     return f" (got {shown})" if len(shown) <= 60 else ""

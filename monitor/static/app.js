@@ -18,6 +18,8 @@
   const HISTORY_MIN_WINDOW_MS = 2 * 60 * 1000; // a young history is drawn over at least this, not squeezed right
   const HISTORY_STEP_MS = 2000; // one chart point per step, like the server's history
   const HISTORY_REFRESH_MS = 10000; // refetch a selected direction's history when frames stop carrying it
+  const LONG_HISTORY_REFRESH_MS = 60000; // the 12-hour chart's refetch: the recorder's buckets are minutes long
+  const NO_HISTORY_TEXT = "no history yet (start python -m consumers.recorder)";
   const CLOSED_SHOWN = 8;
   const FLASH_MS = 2400;
   const SORT_FIELDS = { net: "net_pct", executable: "executable_net_pct", funding: "funding_apr_pct" };
@@ -34,6 +36,7 @@
     sort: { key: "net", dir: -1 },
     selected: decodeURIComponent(location.hash.slice(1)) || null,
     history: { key: null, points: [], fetchedAt: 0, inFramesAt: 0, loading: false },
+    longHistory: { key: null, body: null, status: "", message: "", fetchedAt: 0, loading: false },
     flashes: new Map(), // opportunity id -> client ms its flash ends
     ws: null,
     wsGotFrame: false,
@@ -512,6 +515,7 @@
     if (state.ws && Date.now() - state.wsLastMessage > SILENT_WS_MS) {
       socketLost(state.ws); // silent since it was opened or since its last frame: a proxy holding it, a stalled server
     }
+    refreshLongHistory();
     if (!state.frame) return;
     const now = serverNow();
     for (const td of document.querySelectorAll("#open-opportunities td.duration")) {
@@ -542,8 +546,11 @@
       if (tr.closest("#spreads")) tr.setAttribute("aria-selected", String(on));
     }
     state.history = { key, points: [], fetchedAt: 0, inFramesAt: 0, loading: false };
+    state.longHistory = { key, body: null, status: "loading", message: "", fetchedAt: 0, loading: false };
     loadHistory(key);
+    loadLongHistory(key);
     drawChart();
+    drawLongHistory();
   }
 
   async function loadHistory(key) {
@@ -597,7 +604,148 @@
     return (scaled <= 1 ? 1 : scaled <= 2 ? 2 : scaled <= 2.5 ? 2.5 : scaled <= 5 ? 5 : 10) * power;
   }
 
-  const TIME_STEPS = [15e3, 30e3, 60e3, 120e3, 180e3, 300e3];
+  const TIME_STEPS = [15e3, 30e3, 60e3, 120e3, 180e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3];
+  const CHART_MARGIN = { left: 62, right: 74, top: 12, bottom: 34 };
+
+  // ---- chart drawing, shared by the 15-minute and the 12-hour chart ----------------------------------------
+
+  /** The canvas sized to its box at the screen's pixel ratio and cleared, with what drawing on it needs; null
+   * while it has no size (a hidden box). */
+  function canvasPlot(canvas) {
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (!width || !height) return null;
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+    }
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, width, height);
+    const styles = getComputedStyle(document.documentElement);
+    const margin = CHART_MARGIN;
+    return {
+      context,
+      margin,
+      plotWidth: width - margin.left - margin.right,
+      plotHeight: height - margin.top - margin.bottom,
+      color: (name) => styles.getPropertyValue(name).trim(),
+      font: `11px ${styles.getPropertyValue("--font")}`,
+      roomy() {
+        return this.plotWidth >= 40 && this.plotHeight >= 40;
+      },
+    };
+  }
+
+  /** The value range (padded, on round steps) of `values`, its grid, time grid and labels over [x0, x1]; sets
+   * plot.x and plot.y, which map a time and a value to pixels. */
+  function drawAxes(plot, x0, x1, values, yTitle) {
+    const { context, margin, plotWidth, plotHeight, color } = plot;
+    let low = Math.min(...values);
+    let high = Math.max(...values);
+    const pad = Math.max((high - low) * 0.08, 0.02);
+    low -= pad;
+    high += pad;
+    const yStep = niceStep(high - low, Math.max(3, Math.floor(plotHeight / 42)));
+    low = Math.floor(low / yStep) * yStep;
+    high = Math.ceil(high / yStep) * yStep;
+    const yDecimals = Math.max(0, Math.min(4, -Math.floor(Math.log10(yStep) + 1e-9)));
+    plot.x = (at) => margin.left + ((at - x0) / (x1 - x0)) * plotWidth;
+    plot.y = (value) => margin.top + (1 - (value - low) / (high - low)) * plotHeight;
+
+    context.font = plot.font;
+    context.lineWidth = 1;
+    // horizontal grid and y labels
+    context.textAlign = "right";
+    context.textBaseline = "middle";
+    for (let value = low; value <= high + yStep / 2; value += yStep) {
+      const py = Math.round(plot.y(value)) + 0.5;
+      context.strokeStyle = Math.abs(value) < yStep / 2 ? color("--faint") : color("--line-soft");
+      context.beginPath();
+      context.moveTo(margin.left, py);
+      context.lineTo(margin.left + plotWidth, py);
+      context.stroke();
+      context.fillStyle = color("--muted");
+      context.fillText(signed(value, yDecimals), margin.left - 8, py);
+    }
+    // time grid and labels
+    const span = x1 - x0;
+    const xStep = TIME_STEPS.find((step) => span / step <= 7) || TIME_STEPS[TIME_STEPS.length - 1];
+    context.textAlign = "center";
+    context.textBaseline = "top";
+    for (let at = Math.ceil(x0 / xStep) * xStep; at <= x1; at += xStep) {
+      const px = Math.round(plot.x(at)) + 0.5;
+      if (px - margin.left < 28) continue; // would collide with the lowest y label
+      context.strokeStyle = color("--line-soft");
+      context.beginPath();
+      context.moveTo(px, margin.top);
+      context.lineTo(px, margin.top + plotHeight);
+      context.stroke();
+      context.fillStyle = color("--muted");
+      context.fillText(clock(at, xStep < 60e3), px, margin.top + plotHeight + 6);
+    }
+    // axis titles
+    context.fillStyle = color("--faint");
+    context.textAlign = "center";
+    context.fillText("time (local)", margin.left + plotWidth / 2, margin.top + plotHeight + 20);
+    context.save();
+    context.translate(14, margin.top + plotHeight / 2);
+    context.rotate(-Math.PI / 2);
+    context.textBaseline = "middle";
+    context.fillText(yTitle, 0, 0);
+    context.restore();
+  }
+
+  /** A dashed level across the plot (entry, exit), labelled on the right edge. */
+  function drawLevel(plot, value, name, stroke) {
+    if (value === null || value === undefined) return;
+    const { context, margin, plotWidth } = plot;
+    const py = Math.round(plot.y(value)) + 0.5;
+    context.save();
+    context.strokeStyle = stroke;
+    context.setLineDash([5, 4]);
+    context.lineWidth = 1.25;
+    context.beginPath();
+    context.moveTo(margin.left, py);
+    context.lineTo(margin.left + plotWidth, py);
+    context.stroke();
+    context.restore();
+    context.fillStyle = stroke;
+    context.textAlign = "left";
+    context.textBaseline = "middle";
+    context.fillText(`${name} ${fixed(value, 2)}`, margin.left + plotWidth + 8, py);
+  }
+
+  /** A path through [time, value] points; a jump of more than `gapMs` between two points starts a new piece. */
+  function tracePath(plot, points, gapMs = Infinity) {
+    const { context } = plot;
+    context.beginPath();
+    points.forEach(([at, value], index) => {
+      const jump = index === 0 || at - points[index - 1][0] > gapMs;
+      if (jump) context.moveTo(plot.x(at), plot.y(value));
+      else context.lineTo(plot.x(at), plot.y(value));
+    });
+  }
+
+  /** Everything drawn after it stays inside the plot area, until context.restore(). */
+  function clipToPlot(plot) {
+    const { context, margin, plotWidth, plotHeight } = plot;
+    context.save();
+    context.beginPath();
+    context.rect(margin.left, margin.top, plotWidth, plotHeight);
+    context.clip();
+  }
+
+  function plotMessage(plot, text) {
+    const { context, margin, plotWidth, plotHeight } = plot;
+    context.fillStyle = plot.color("--muted");
+    context.textAlign = "center";
+    context.textBaseline = "middle";
+    context.fillText(text, margin.left + plotWidth / 2, margin.top + plotHeight / 2);
+  }
+
+  // ---- the 15-minute chart: the monitor's own memory, extended by every frame ---------------------------
 
   function drawChart() {
     const canvas = $("#chart");
@@ -622,27 +770,9 @@
       }));
     }
 
-    const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth;
-    const height = canvas.clientHeight;
-    if (!width || !height) return;
-    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
-      canvas.width = Math.round(width * ratio);
-      canvas.height = Math.round(height * ratio);
-    }
-    const context = canvas.getContext("2d");
-    context.setTransform(ratio, 0, 0, ratio, 0, 0);
-    context.clearRect(0, 0, width, height);
-    if (!key) return;
-
-    const styles = getComputedStyle(document.documentElement);
-    const color = (name) => styles.getPropertyValue(name).trim();
-    const font = `11px ${styles.getPropertyValue("--font")}`;
-    const margin = { left: 62, right: 74, top: 12, bottom: 34 };
-    const plotWidth = width - margin.left - margin.right;
-    const plotHeight = height - margin.top - margin.bottom;
-    if (plotWidth < 40 || plotHeight < 40) return;
-
+    const plot = canvasPlot(canvas);
+    if (!plot || !key || !plot.roomy()) return;
+    const { context, margin, plotWidth, plotHeight, color } = plot;
     const now = serverNow();
     const first = points.length ? points[0][0] : now;
     const window_ = Math.min(HISTORY_MS, Math.max(HISTORY_MIN_WINDOW_MS, now - first));
@@ -650,102 +780,25 @@
     const { entry_pct: entry, exit_pct: exit } = state.levels;
     const values = points.filter(([at]) => at >= x0).map(([, net]) => net);
     for (const level of [entry, exit, 0]) if (level !== null && level !== undefined) values.push(level);
-    let low = Math.min(...values);
-    let high = Math.max(...values);
-    const pad = Math.max((high - low) * 0.08, 0.02);
-    low -= pad;
-    high += pad;
-    const yStep = niceStep(high - low, Math.max(3, Math.floor(plotHeight / 42)));
-    low = Math.floor(low / yStep) * yStep;
-    high = Math.ceil(high / yStep) * yStep;
-    const yDecimals = Math.max(0, Math.min(4, -Math.floor(Math.log10(yStep) + 1e-9)));
-    const x = (at) => margin.left + ((at - x0) / window_) * plotWidth;
-    const y = (value) => margin.top + (1 - (value - low) / (high - low)) * plotHeight;
-
-    context.font = font;
-    context.lineWidth = 1;
-    // horizontal grid and y labels
-    context.textAlign = "right";
-    context.textBaseline = "middle";
-    for (let value = low; value <= high + yStep / 2; value += yStep) {
-      const py = Math.round(y(value)) + 0.5;
-      context.strokeStyle = Math.abs(value) < yStep / 2 ? color("--faint") : color("--line-soft");
-      context.beginPath();
-      context.moveTo(margin.left, py);
-      context.lineTo(margin.left + plotWidth, py);
-      context.stroke();
-      context.fillStyle = color("--muted");
-      context.fillText(signed(value, yDecimals), margin.left - 8, py);
-    }
-    // time grid and labels
-    const xStep = TIME_STEPS.find((step) => window_ / step <= 7) || TIME_STEPS[TIME_STEPS.length - 1];
-    context.textAlign = "center";
-    context.textBaseline = "top";
-    for (let at = Math.ceil(x0 / xStep) * xStep; at <= now; at += xStep) {
-      const px = Math.round(x(at)) + 0.5;
-      if (px - margin.left < 28) continue; // would collide with the lowest y label
-      context.strokeStyle = color("--line-soft");
-      context.beginPath();
-      context.moveTo(px, margin.top);
-      context.lineTo(px, margin.top + plotHeight);
-      context.stroke();
-      context.fillStyle = color("--muted");
-      context.fillText(clock(at, xStep < 60e3), px, margin.top + plotHeight + 6);
-    }
-    // axis titles
-    context.fillStyle = color("--faint");
-    context.textAlign = "center";
-    context.fillText("time (local)", margin.left + plotWidth / 2, margin.top + plotHeight + 20);
-    context.save();
-    context.translate(14, margin.top + plotHeight / 2);
-    context.rotate(-Math.PI / 2);
-    context.textBaseline = "middle";
-    context.fillText("net spread %", 0, 0);
-    context.restore();
-
-    // the entry and exit levels
-    const level = (value, name, stroke) => {
-      if (value === null || value === undefined) return;
-      const py = Math.round(y(value)) + 0.5;
-      context.save();
-      context.strokeStyle = stroke;
-      context.setLineDash([5, 4]);
-      context.lineWidth = 1.25;
-      context.beginPath();
-      context.moveTo(margin.left, py);
-      context.lineTo(margin.left + plotWidth, py);
-      context.stroke();
-      context.restore();
-      context.fillStyle = stroke;
-      context.textAlign = "left";
-      context.textBaseline = "middle";
-      context.fillText(`${name} ${fixed(value, 2)}`, margin.left + plotWidth + 8, py);
-    };
-    level(entry, "entry", color("--green"));
-    level(exit, "exit", color("--amber"));
+    drawAxes(plot, x0, now, values, "net spread %");
+    const { x, y } = plot;
+    drawLevel(plot, entry, "entry", color("--green"));
+    drawLevel(plot, exit, "exit", color("--amber"));
 
     // the series: shaded above the entry level, a line through every point
     const shown = points.filter(([at]) => at >= x0 - HISTORY_STEP_MS);
     if (!shown.length) {
-      context.fillStyle = color("--muted");
-      context.textAlign = "center";
-      context.textBaseline = "middle";
-      context.fillText(state.history.loading ? "loading…" : "no points yet", margin.left + plotWidth / 2,
-        margin.top + plotHeight / 2);
+      plotMessage(plot, state.history.loading ? "loading…" : "no points yet");
       return;
     }
-    context.save();
-    context.beginPath();
-    context.rect(margin.left, margin.top, plotWidth, plotHeight);
-    context.clip();
+    clipToPlot(plot);
     if (entry !== null && entry !== undefined) {
       const top = y(entry);
       context.save();
       context.beginPath();
       context.rect(margin.left, margin.top, plotWidth, top - margin.top);
       context.clip();
-      context.beginPath();
-      shown.forEach(([at, net], index) => (index ? context.lineTo(x(at), y(net)) : context.moveTo(x(at), y(net))));
+      tracePath(plot, shown);
       context.lineTo(x(shown[shown.length - 1][0]), top);
       context.lineTo(x(shown[0][0]), top);
       context.closePath();
@@ -756,8 +809,7 @@
     context.strokeStyle = color("--blue");
     context.lineWidth = 1.75;
     context.lineJoin = "round";
-    context.beginPath();
-    shown.forEach(([at, net], index) => (index ? context.lineTo(x(at), y(net)) : context.moveTo(x(at), y(net))));
+    tracePath(plot, shown);
     context.stroke();
     context.restore();
     const [lastAt, lastNet] = shown[shown.length - 1];
@@ -776,6 +828,131 @@
       context.textBaseline = "middle";
       context.fillText(label, margin.left + plotWidth + 8, labelY);
     }
+  }
+
+  // ---- the 12-hour chart: what python -m consumers.recorder stored, refetched every minute --------------
+
+  async function loadLongHistory(key) {
+    const entry = state.longHistory;
+    if (entry.key !== key || entry.loading) return;
+    entry.loading = true;
+    try {
+      const response = await fetch(`/api/history/spreads?direction=${encodeURIComponent(key)}`, { cache: "no-store" });
+      const body = await response.json().catch(() => null);
+      if (state.longHistory !== entry) return;
+      entry.body = response.ok ? body : null;
+      entry.status = response.ok ? "ok" : response.status === 503 ? "unavailable" : "error";
+      entry.message = response.ok ? ""
+        : body?.error === "history_unavailable" ? NO_HISTORY_TEXT
+        : `history: ${body?.message || `HTTP ${response.status}`}`;
+    } catch {
+      if (state.longHistory === entry) {
+        entry.status = "error";
+        entry.message = "history: the monitor does not answer";
+      }
+    } finally {
+      entry.loading = false;
+      entry.fetchedAt = Date.now();
+      drawLongHistory();
+    }
+  }
+
+  /** Every minute while a direction is shown and the tab is visible (called by tick). */
+  function refreshLongHistory() {
+    const entry = state.longHistory;
+    if (state.selected && state.mode !== "paused" && Date.now() - entry.fetchedAt >= LONG_HISTORY_REFRESH_MS) {
+      loadLongHistory(state.selected);
+    }
+  }
+
+  /** The net value drawn nearest to `at`: where an event's marker sits on the line. */
+  function valueNear(series, at, fallback) {
+    let best = null;
+    for (const point of series) if (!best || Math.abs(point[0] - at) < Math.abs(best[0] - at)) best = point;
+    return best ? best[1] : fallback;
+  }
+
+  function marker(plot, at, value, up, fill) {
+    const { context } = plot;
+    const px = plot.x(at);
+    const py = plot.y(value) + (up ? 9 : -9); // below the line pointing up, above it pointing down
+    const tip = up ? -5 : 5;
+    context.fillStyle = fill;
+    context.beginPath();
+    context.moveTo(px, py + tip);
+    context.lineTo(px - 5, py - tip);
+    context.lineTo(px + 5, py - tip);
+    context.closePath();
+    context.fill();
+  }
+
+  function drawLongHistory() {
+    const canvas = $("#history-chart");
+    const key = state.selected;
+    const entry = state.longHistory;
+    const body = entry.key === key ? entry.body : null;
+    const points = body ? body.points : [];
+    canvas.dataset.key = key || "";
+    canvas.dataset.status = entry.key === key ? entry.status : "";
+    canvas.dataset.points = String(points.length);
+    canvas.dataset.events = String(body ? body.events.length : 0);
+    canvas.dataset.funding = String(body ? body.funding_times.length : 0);
+    $("#history-box").hidden = !key;
+    $(".side").classList.toggle("with-history", Boolean(key));
+    const message = $("#history-message");
+    message.textContent = entry.key === key ? entry.message : "";
+    message.hidden = !message.textContent;
+
+    const plot = canvasPlot(canvas);
+    if (!plot || !body || !plot.roomy()) return;
+    const { context, color } = plot;
+    const { from: x0, to: x1, step_ms: step } = body;
+    const end = (point) => Math.min(point.ts + step, x1); // a bucket's close and midline hold at its end
+    const closes = points.map((point) => [end(point), point.net_close]);
+    const midline = points.filter((point) => point.midline_15m !== null).map((point) => [end(point), point.midline_15m]);
+    const values = [...closes, ...midline].map(([, value]) => value);
+    for (const level of [body.entry_pct, body.exit_pct, 0]) if (level !== null && level !== undefined) values.push(level);
+    drawAxes(plot, x0, x1, values, "net spread %");
+    drawLevel(plot, body.entry_pct, "entry", color("--green"));
+    drawLevel(plot, body.exit_pct, "exit", color("--amber"));
+
+    clipToPlot(plot);
+    context.save();
+    context.strokeStyle = color("--amber");
+    context.globalAlpha = 0.55;
+    context.setLineDash([2, 3]);
+    for (const funding of body.funding_times) {
+      const px = Math.round(plot.x(funding.ts)) + 0.5;
+      context.beginPath();
+      context.moveTo(px, plot.margin.top);
+      context.lineTo(px, plot.margin.top + plot.plotHeight);
+      context.stroke();
+    }
+    context.restore();
+    if (!points.length) {
+      plotMessage(plot, "nothing recorded for this direction in the last 12 hours");
+      context.restore();
+      return;
+    }
+    context.lineJoin = "round";
+    context.save();
+    context.strokeStyle = color("--violet");
+    context.lineWidth = 1.25;
+    context.setLineDash([4, 3]);
+    tracePath(plot, midline, step);
+    context.stroke();
+    context.restore();
+    context.strokeStyle = color("--blue");
+    context.lineWidth = 1.75;
+    tracePath(plot, closes, step);
+    context.stroke();
+    for (const event of body.events) {
+      marker(plot, event.start_ts, valueNear(closes, event.start_ts, body.entry_pct), true, color("--green"));
+      if (event.status === "closed") {
+        marker(plot, event.end_ts, valueNear(closes, event.end_ts, body.exit_pct), false, color("--amber"));
+      }
+    }
+    context.restore();
   }
 
   // ---- wiring --------------------------------------------------------------------------------------------
@@ -819,7 +996,8 @@
     });
   }
 
-  new ResizeObserver(() => drawChart()).observe($(".chart-box"));
+  new ResizeObserver(() => drawChart()).observe($("#chart-box"));
+  new ResizeObserver(() => drawLongHistory()).observe($("#history-chart-box"));
 
   if (state.selected) select(state.selected);
   if (document.hidden) {

@@ -1,0 +1,263 @@
+"""The embedded backend: one SQLite file in WAL mode, nothing to install.
+
+Every statement runs on one thread of its own (sqlite3 blocks), so the recorder's event loop never waits
+on the disk; WAL lets the monitor read while the recorder writes. A full disk, the history.sqlite_max_size_mb
+budget or a read-only file surface as StoreUnavailable, which the writer answers by keeping the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from history.migrations import latest_version, migrations
+from history.rows import Batch, FundingChange, Outcome, SeriesBar, SignalEvent, SignalSample
+from history.schema import BATCH_TABLES, BY_NAME, EVENTS, FUNDING, OUTCOMES, SERIES, SIGNALS, Table
+from history.store import DAY_MS, TABLES, SchemaTooNew, StoreUnavailable
+from models.config import HistoryConfig
+
+T = TypeVar("T")
+PAGE_BYTES = 4096
+
+
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def upsert_sql(table: Table, placeholder: Callable[[int], str], excluded: str = "excluded") -> str:
+    """INSERT ... ON CONFLICT (key) DO UPDATE: the last write of a key wins, so a replay changes nothing."""
+    columns = table.columns
+    values = ", ".join(placeholder(index) for index in range(1, len(columns) + 1))
+    updates = ", ".join(f"{column} = {excluded}.{column}" for column in table.updated_columns)
+    return (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values}) "
+            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}")
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, config: HistoryConfig) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.description = f"sqlite {self.path}"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-sqlite")
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+        self._upserts = {table.name: upsert_sql(table, lambda _: "?") for _, table in BATCH_TABLES}
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    # --- life ------------------------------------------------------------------------------------
+
+    async def open(self, migrate: bool = True) -> None:
+        await self._run(self._open, migrate)
+
+    def _open(self, migrate: bool) -> None:
+        if self._connection is not None:
+            return
+        try:
+            if migrate:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(self.path, isolation_level=None)
+            elif not self.path.exists():
+                raise StoreUnavailable(f"no history store at {self.path}: start python -m consumers.recorder")
+            else:
+                connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA busy_timeout = 10000")
+            if migrate:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                if self.config.sqlite_max_size_mb is not None:
+                    pages = self.config.sqlite_max_size_mb * 1024 * 1024 // PAGE_BYTES
+                    connection.execute(f"PRAGMA max_page_count = {int(pages)}")
+            self._check_version(connection, migrate)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"{self.description}: {error}") from error
+        self._connection = connection
+
+    def _check_version(self, connection: sqlite3.Connection, migrate: bool) -> None:
+        known = latest_version("sqlite")
+        has_table = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+        version = connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] if has_table else 0
+        version = version or 0
+        if version > known:
+            raise SchemaTooNew(f"{self.description} has schema version {version}; this futures-scan knows up to "
+                               f"{known}: upgrade futures-scan (or point history.sqlite_path elsewhere)")
+        if version == known:
+            return
+        if not migrate:
+            raise StoreUnavailable(f"{self.description} has schema version {version}, not {known}: "
+                                   "start python -m consumers.recorder once to migrate it")
+        for number, sql in migrations("sqlite"):
+            if number <= version:
+                continue
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(sql):
+                    connection.execute(statement)
+                connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                connection.execute("DELETE FROM schema_version")
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        """Idempotent; a closed store cannot be opened again (make a new one)."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        await self._run(close)
+        self._executor.shutdown(wait=True)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StoreUnavailable(f"{self.description} is not open")
+        return self._connection
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def write(self, batch: Batch) -> None:
+        await self._run(self._write, batch)
+
+    def _write(self, batch: Batch) -> None:
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for attribute, table in BATCH_TABLES:
+                    rows = getattr(batch, attribute)
+                    if rows:
+                        db.executemany(self._upserts[table.name], [table.values(row, _dump_json) for row in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(f"{self.description}: {error}") from error
+
+    async def maintain(self, now_ms: int) -> list[str]:
+        return await self._run(self._maintain, now_ms)
+
+    def _maintain(self, now_ms: int) -> list[str]:
+        config = self.config
+        raw_cutoff = now_ms - int(config.raw_retention_days * DAY_MS)
+        event_cutoff = now_ms - int(config.event_retention_days * DAY_MS)
+        series_cutoff = now_ms - int(config.series_retention_days * DAY_MS)
+        deletions = [
+            ("watch_signal_raw", "ts < ?", raw_cutoff), ("market_quote_sample", "ts < ?", raw_cutoff),
+            ("future_outcome", "event_id IN (SELECT event_id FROM watch_signal_event WHERE start_ts < ?)",
+             event_cutoff),
+            ("watch_signal_event", "start_ts < ?", event_cutoff), ("funding_change", "ts < ?", event_cutoff),
+            ("watchlist_series_agg", "ts < ?", series_cutoff),
+        ]
+        done = []
+        db = self._db()
+        try:
+            for table, condition, cutoff in deletions:
+                deleted = db.execute(f"DELETE FROM {table} WHERE {condition}", (cutoff,)).rowcount
+                if deleted:
+                    done.append(f"deleted {deleted} rows from {table} (retention)")
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(f"{self.description}: {error}") from error
+        return done
+
+    # --- reads -----------------------------------------------------------------------------------
+
+    async def _select(self, table: Table, where: str, args: tuple[Any, ...], order: str, limit: int | None = None
+                      ) -> list[Any]:
+        sql = f"SELECT * FROM {table.name} WHERE {where} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+
+        def select() -> list[Any]:
+            try:
+                return [table.from_record(record, orjson.loads) for record in self._db().execute(sql, args)]
+            except sqlite3.OperationalError as error:
+                raise StoreUnavailable(f"{self.description}: {error}") from error
+
+        return await self._run(select)
+
+    async def signal_samples(self, symbol: str, buy: str, sell: str, from_ms: int, to_ms: int) -> list[SignalSample]:
+        return await self._select(SIGNALS, "symbol = ? AND buy = ? AND sell = ? AND ts BETWEEN ? AND ?",
+                                  (symbol, buy, sell, from_ms, to_ms), "ts")
+
+    async def funding_changes(self, exchange: str, symbol: str, from_ms: int, to_ms: int) -> list[FundingChange]:
+        before = await self._select(FUNDING, "exchange = ? AND symbol = ? AND ts < ?", (exchange, symbol, from_ms),
+                                    "ts DESC", 1)
+        within = await self._select(FUNDING, "exchange = ? AND symbol = ? AND ts BETWEEN ? AND ?",
+                                    (exchange, symbol, from_ms, to_ms), "ts")
+        return before + within
+
+    async def series(self, symbol: str, buy: str, sell: str, from_ms: int, to_ms: int) -> list[SeriesBar]:
+        return await self._select(SERIES, "symbol = ? AND buy = ? AND sell = ? AND ts BETWEEN ? AND ?",
+                                  (symbol, buy, sell, from_ms, to_ms), "ts")
+
+    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int) -> list[SignalEvent]:
+        if symbol is None:
+            return await self._select(EVENTS, "start_ts BETWEEN ? AND ?", (from_ms, to_ms), "start_ts DESC", limit)
+        return await self._select(EVENTS, "symbol = ? AND start_ts BETWEEN ? AND ?", (symbol, from_ms, to_ms),
+                                  "start_ts DESC", limit)
+
+    async def event(self, event_id: str) -> SignalEvent | None:
+        found = await self._select(EVENTS, "event_id = ?", (event_id,), "event_id")
+        return found[0] if found else None
+
+    async def outcomes(self, event_id: str) -> list[Outcome]:
+        return await self._select(OUTCOMES, "event_id = ?", (event_id,), "horizon_min")
+
+    async def events_without_outcome(self, horizon_min: float, started_before_ms: int, limit: int
+                                     ) -> list[SignalEvent]:
+        return await self._select(
+            EVENTS, "start_ts < ? AND NOT EXISTS (SELECT 1 FROM future_outcome o WHERE o.event_id = "
+            "watch_signal_event.event_id AND o.horizon_min = ?)", (started_before_ms, horizon_min), "start_ts", limit)
+
+    async def row_counts(self) -> dict[str, int]:
+        def count() -> dict[str, int]:
+            db = self._db()
+            return {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
+
+        return await self._run(count)
+
+    async def export_rows(self, table: str, from_ms: int, to_ms: int, chunk_rows: int = 10_000
+                          ) -> AsyncIterator[list[dict[str, Any]]]:
+        spec = BY_NAME[table]
+        sql = (f"SELECT {', '.join(spec.columns)} FROM {table} WHERE {spec.time_column} BETWEEN ? AND ? "
+               f"ORDER BY {', '.join((spec.time_column, *spec.key))}")
+        cursor = await self._run(lambda: self._db().execute(sql, (from_ms, to_ms)))
+
+        def fetch() -> list[dict[str, Any]]:
+            """On the store's thread, like every use of its connection and this cursor."""
+            rows = [dict(record) for record in cursor.fetchmany(chunk_rows)]
+            for row in rows:
+                for column in spec.json_columns:
+                    row[column] = orjson.loads(row[column])
+                for column in spec.bool_columns:
+                    row[column] = bool(row[column])
+            return rows
+
+        try:
+            while chunk := await self._run(fetch):
+                yield chunk
+        finally:
+            await self._run(cursor.close)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration file's statements (no semicolons inside them in these files; comments dropped)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
