@@ -10,6 +10,7 @@ Open opportunities whose legs stopped updating are closed as stale by a sweep ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ STALE_SWEEP_SECONDS = 1.0
 """How often open opportunities are checked for stale legs: at least this often, a quarter of max_quote_age_ms
 when that is shorter, but never more often than every MIN_STALE_SWEEP_SECONDS."""
 MIN_STALE_SWEEP_SECONDS = 0.05
+EVENTS_DRAIN_SECONDS = 5.0
+"""On stop, how long opportunity events already made may take to reach the broker."""
 
 
 @dataclass
@@ -65,6 +68,7 @@ class SpreadEngine:
         self._held: dict[str, Outgoing] = {}
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._events: aio_pika.abc.AbstractExchange | None = None
+        self._events_out: asyncio.Queue[OpportunityEvent] = asyncio.Queue()
         self.invalid_messages = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.universe_follower = UniverseFollower(config.universe_dir, config.discovery.watch_seconds,
@@ -83,7 +87,8 @@ class SpreadEngine:
         quotes = await self._connection.channel()
         await quotes.set_qos(prefetch_count=1000)
         await subscribe_quotes(quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
-        self._tasks = [asyncio.create_task(self._release_held(), name="spread-release"),
+        self._tasks = [asyncio.create_task(self._publish_events_in_order(), name="spread-events"),
+                       asyncio.create_task(self._release_held(), name="spread-release"),
                        asyncio.create_task(self._sweep_stale(), name="spread-stale-sweep"),
                        asyncio.create_task(self.universe_follower.run(), name="spread-universe-follower")]
         universe = self.evaluator.universe
@@ -98,9 +103,15 @@ class SpreadEngine:
                 f"{self.snapshots.stats.published} snapshots published, {self.invalid_messages} invalid messages")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        publisher, others = self._tasks[:1], self._tasks[1:]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):  # the events already made go out, if the broker takes them
+            await asyncio.wait_for(self._events_out.join(), EVENTS_DRAIN_SECONDS)
+        for task in publisher:
+            task.cancel()
+        await asyncio.gather(*publisher, return_exceptions=True)
         if self._connection is not None:
             await self._connection.close()
         await self.snapshots.close()
@@ -109,12 +120,12 @@ class SpreadEngine:
         self.invalid_messages += 1
         log.warning("skipped a message that is not the contract on %s: %s", routing_key, error)
 
-    async def _on_quote(self, quote: Quote) -> None:
+    def _on_quote(self, quote: Quote) -> None:
         for snapshot, transition, event in self.evaluator.on_quote(quote):
             if snapshot is not None:
                 self._offer(snapshot)
             if event is not None and (transition is not None or self._update_due(event)):
-                await self._publish_event(event)
+                self._events_out.put_nowait(event)
 
     async def _sweep_stale(self) -> None:
         """Close opportunities whose legs went quiet: no update arrives that would close them otherwise."""
@@ -122,11 +133,7 @@ class SpreadEngine:
         while True:
             await asyncio.sleep(interval)
             for event in self.evaluator.close_stale():
-                try:
-                    await self._publish_event(event)
-                except Exception as error:  # the broker is away: the sweep must outlive it
-                    log.warning("could not publish the stale close of %s: %s: %s", event.opportunity_id,
-                                type(error).__name__, error)
+                self._events_out.put_nowait(event)
 
     async def _follow_universe(self, old: Universe, new: Universe, change: UniverseChange) -> None:
         """A rediscovered universe: evaluate its directions from now on; close what a delisting ended."""
@@ -134,11 +141,7 @@ class SpreadEngine:
         log.info("new universe: %d directions over %d symbols (%s); %d open opportunit(ies) closed as delisted",
                  len(new.directions), len(new.symbols), change.describe(), len(closed))
         for event in closed:
-            try:
-                await self._publish_event(event)
-            except Exception as error:  # the broker is away: the others still go out when it can
-                log.warning("could not publish the delisted close of %s: %s: %s", event.opportunity_id,
-                            type(error).__name__, error)
+            self._events_out.put_nowait(event)
 
     def _offer(self, snapshot: SpreadSnapshot) -> None:
         """Latest wins per key, and at most one per interval; held ones go out when their time comes."""
@@ -169,6 +172,20 @@ class SpreadEngine:
             return False
         self._last_sent[key] = now
         return True
+
+    async def _publish_events_in_order(self) -> None:
+        """Events leave in the order the evaluator made them, one at a time. Published from each caller, an update
+        computed before a stale sweep could go out after that sweep's close (a publish awaits the broker), and a
+        consumer would see the opportunity come back from the dead and stay open for good."""
+        while True:
+            event = await self._events_out.get()
+            try:
+                await self._publish_event(event)
+            except Exception as error:  # the broker is away: the events after it still go out when it can
+                log.warning("could not publish the %s of %s: %s: %s", event.event, event.opportunity_id,
+                            type(error).__name__, error)
+            finally:
+                self._events_out.task_done()
 
     async def _publish_event(self, event: OpportunityEvent) -> None:
         assert self._events is not None

@@ -63,6 +63,9 @@ class HeartbeatEntry(Received):
     status: CollectorStatus
 
 
+CLOSED_IDS_KEPT = 10_000
+
+
 @dataclass
 class MonitorState:
     closed_kept: int = 100
@@ -94,6 +97,9 @@ class MonitorState:
     """Monitor receipt minus the collector's publish time of market messages: how far behind the monitor is."""
     _rankings: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
     """figure -> (when sorted, spread keys best first)."""
+    _closed_ids: dict[str, None] = field(default_factory=dict)
+    """The last CLOSED_IDS_KEPT closed opportunity ids, oldest first: an event that reaches the monitor after its
+    opportunity's close (a producer that published out of order) must not bring it back as open for good."""
 
     def __post_init__(self) -> None:
         self.closed = deque(maxlen=self.closed_kept)
@@ -131,19 +137,21 @@ class MonitorState:
 
     def add_opportunity(self, event: OpportunityEvent) -> None:
         self.consumed["opportunity"] += 1
+        if event.opportunity_id in self._closed_ids:
+            return  # closed already: a repeated close, or an open/update that arrived after it
         self.event_sequence += 1
         self.events.append((self.event_sequence, event))
         if event.event == "close":
-            if self.open.pop(event.opportunity_id, None) is not None or event.opportunity_id not in self._closed_ids():
-                self.closed.appendleft(event)
-                self.closed_total[event.reason or "unknown"] += 1
+            self.open.pop(event.opportunity_id, None)
+            self.closed.appendleft(event)
+            self.closed_total[event.reason or "unknown"] += 1
+            self._closed_ids[event.opportunity_id] = None
+            if len(self._closed_ids) > CLOSED_IDS_KEPT:
+                del self._closed_ids[next(iter(self._closed_ids))]
             return
         if event.event == "open" and event.opportunity_id not in self.open:
             self.opened_total += 1
         self.open[event.opportunity_id] = event
-
-    def _closed_ids(self) -> set[str]:
-        return {event.opportunity_id for event in self.closed}
 
     def add_heartbeat(self, status: CollectorStatus, at: int) -> None:
         self.consumed["status"] += 1

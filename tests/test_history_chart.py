@@ -12,21 +12,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from history.rows import Batch, FundingChange, SeriesBar, SignalEvent
+from tests.browser import chromium, dashboard_page, skip_without_chromium
 from tests.test_history_api import KEY, fill_store, history_config, serve_monitor_routes
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 WAIT_MS = 15_000
 BUCKET_MS = 300_000
 BUCKETS = 24
 """Two hours of 5-minute buckets, ending with the current one."""
 
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests", allow_module_level=True)
+skip_without_chromium()
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
 
@@ -51,22 +48,14 @@ def recorded_hours() -> Batch:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A page at the dashboard's usual size; a script error on it fails the test."""
-    context = await browser.new_context(viewport={"width": 1440, "height": 900})
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    await context.close()
-    assert not errors, f"the page threw: {errors}"
+    async with dashboard_page(browser) as opened:
+        yield opened
 
 
 async def painted(page: Page, css_color: str) -> int:

@@ -16,23 +16,19 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, WebSocketRoute, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.broker import Broker
+from tests.browser import chromium, dashboard_page, skip_without_chromium
 from tests.monitor_stack import VENUES, MonitorStack, start_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 SOURCES = sorted([*VENUES, *(f"{venue}.spot" for venue in VENUES)])
 WAIT_MS = 20_000
 """Generous: conditions are waited on, never slept on; a healthy run meets them within a few seconds."""
 SHIFTED = ("binance", "BTC/USDT:USDT")
 """Binance's BTC perpetual priced 80 bps up: buying BTC elsewhere and selling it on binance nets about 0.6 %."""
 
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) to run the browser tests",
-                allow_module_level=True)
+skip_without_chromium()
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -45,22 +41,14 @@ async def stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A fresh page at the screenshot's size; a script error on it fails the test."""
-    context = await browser.new_context(viewport={"width": 1440, "height": 900})
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    await context.close()
-    assert not errors, f"the page threw: {errors}"
+    async with dashboard_page(browser) as opened:
+        yield opened
 
 
 async def open_dashboard(page: Page, stack: MonitorStack, mode: str = "live") -> None:

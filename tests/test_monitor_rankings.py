@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.analytics import Leg, SpreadSnapshot
+from models.analytics import Leg, OpportunityEvent, SpreadSnapshot
 from monitor.state import RANKING_TTL_MS, MonitorState
 from monitor.views import ranked_spreads
 
@@ -16,6 +16,12 @@ def snapshot(net: float, executable: float | None, funding: float | None) -> Spr
                           spread_abs=0.1, spread_pct=net + 0.1, net_pct=net, notional_usdt=1000.0, vwap_buy=None,
                           vwap_sell=None, executable_net_pct=executable, executable_qty=None, fully_fillable=False,
                           funding_diff_8h_pct=None, funding_apr_pct=funding, timestamp=NOW)
+
+
+def opportunity_event(kind: str, opportunity_id: str) -> OpportunityEvent:
+    return OpportunityEvent(event=kind, opportunity_id=opportunity_id, symbol="BTC/USDT", buy="okx",  # type: ignore[arg-type]
+                            sell="binance", opened_at=NOW, snapshot=snapshot(0.5, 0.5, None), peak_net_pct=0.5,
+                            reason="stale" if kind == "close" else None)
 
 
 def keys(state: MonitorState, at: int, **query: object) -> list[str]:
@@ -53,3 +59,17 @@ def test_a_ranking_is_reused_briefly_but_rows_are_the_newest() -> None:
     (_, rows) = ranked_spreads(state, NOW + 10, top=10)
     assert [row["key"] for row in rows] == ["a", "b"] and rows[1]["net_pct"] == 0.9  # order as sorted, row fresh
     assert keys(state, NOW + 10 + RANKING_TTL_MS) == ["b", "a"]
+
+
+def test_an_event_after_its_opportunitys_close_does_not_reopen_it() -> None:
+    """A producer that publishes out of order (an update computed before a stale close, sent after it) must not
+    leave an opportunity open on the dashboard for good."""
+    state = MonitorState()
+    opened = opportunity_event("open", "a")
+    state.add_opportunity(opened)
+    state.add_opportunity(opportunity_event("close", "a"))
+    state.add_opportunity(opportunity_event("update", "a"))
+    state.add_opportunity(opportunity_event("close", "a"))
+    assert state.open == {}
+    assert [event.opportunity_id for event in state.closed] == ["a"]
+    assert [event.event for _, event in state.events] == ["open", "close"]
