@@ -50,8 +50,6 @@ from utils.statistics import now_ms
 
 log = logging.getLogger("recorder")
 
-SPREADS_QUEUE = "futures_history_recorder"
-"""Durable: snapshots published while the recorder restarts wait for it (up to history.queue_max_length)."""
 MAINTENANCE_SECONDS = 3600.0
 STORE_RETRY_SECONDS = 5.0
 OUTCOMES_PER_ROUND = 200
@@ -62,14 +60,12 @@ FORGET_DIRECTION_MS = 3_600_000
 class Recorder:
     log = log
 
-    def __init__(self, config: AppConfig, store: HistoryStore | None = None,
-                 spreads_queue: str = SPREADS_QUEUE) -> None:
+    def __init__(self, config: AppConfig, store: HistoryStore | None = None) -> None:
         self.config = config
         settings = config.history
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
         self.writer = StoreWriter(self.store, settings.spool_dir, settings.max_backlog_rows)
-        self.spreads_queue = spreads_queue
         self.sample_ms = int(settings.sample_seconds * 1000)
         self.merger = EventMerger(settings.event_confirm_samples, int(settings.event_cooldown_minutes * 60_000),
                                   self.sample_ms)
@@ -107,7 +103,7 @@ class Recorder:
         )
         queue_cap = self.settings.queue_max_length
         await self._acks.consume(self._connection, self.config.spreads.analytics_exchange, ("spread.#",), "spread",
-                                 self._on_spread, queue_cap, durable_queue=self.spreads_queue)
+                                 self._on_spread, queue_cap, durable_queue=self.settings.queue)
         await self._acks.consume(self._connection, rabbitmq.exchange, ("futures.#", "spot.#"), "market",
                                  self._on_market, queue_cap)
         settings = self.settings
@@ -247,16 +243,18 @@ class Recorder:
 
     async def _compute_outcomes(self, slot: int) -> None:
         """Each event once per horizon, when the horizon's last sample has had time to be written."""
-        if not self._store_open.is_set():
-            return
+        if not self._store_open.is_set() or self.writer.spool or self.writer.backlog_rows:
+            return  # samples still on their way to the store would make a horizon look missing for good
         settings = self.settings
         grace_ms = 2 * self.sample_ms + 5000
         outcomes: list[Outcome] = []
+        due_now: set[tuple[str, float]] = set()
         for horizon in settings.outcome_horizons_minutes:
             horizon_ms = round(horizon * 60_000)
             due = await self.store.events_without_outcome(horizon, now_ms() - horizon_ms - grace_ms,
                                                           OUTCOMES_PER_ROUND)
             for event in due:
+                due_now.add((event.event_id, horizon))
                 if (event.event_id, horizon) in self._outcomes_submitted:
                     continue
                 end = event.start_ts + horizon_ms
@@ -266,6 +264,7 @@ class Recorder:
                     await self._leg_funding(event.sell, event.sell_symbol, event.start_ts, end),
                     settings.outcome_flat_pct, self.sample_ms * 3 // 2, now_ms()))
                 self._outcomes_submitted.add((event.event_id, horizon))
+        self._outcomes_submitted &= due_now  # the rest are in the store: no longer due
         if outcomes:
             self.writer.submit(Batch(outcomes=outcomes))
 

@@ -33,8 +33,8 @@ def run_main(argv: list[str] | None, prog: str, description: str, build: Callabl
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config.json", metavar="PATH",
-                        help="config.json: rabbitmq, universe_dir, spreads, tracker and monitor sections (default "
-                             "config.json, else config.example.json)")
+                        help="config.json: rabbitmq, universe_dir, spreads, tracker, monitor and history sections "
+                             "(default config.json, else config.example.json)")
     args = parser.parse_args(argv)
     try:
         config = load_config(config_path(args.config, example_if_missing=True))

@@ -236,6 +236,10 @@ class HistoryConfig(_Section):
         description="rows kept in memory when neither the store nor the spool can take them (a full disk); "
         "beyond it the oldest are dropped and counted",
     )
+    queue: str = Field(
+        default="futures_history_recorder", min_length=1, max_length=255,
+        description="durable queue of spread snapshots (spread.#); give each recorder its own",
+    )
     queue_max_length: int = Field(default=100_000, ge=100, le=10_000_000, description="each recorder queue's cap")
 
     @field_validator("postgres_dsn")

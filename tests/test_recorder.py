@@ -43,14 +43,14 @@ async def simulator() -> AsyncIterator[Simulator]:
     await sim.stop()
 
 
-def history_settings(config: AppConfig, directory: Path, dsn: str | None) -> AppConfig:
+def history_settings(config: AppConfig, directory: Path, dsn: str | None, queue: str) -> AppConfig:
     """Seconds instead of minutes, so a test sees events close and outcomes come due."""
     history = config.history.model_copy(update={
         "sqlite_path": str(directory / "history.sqlite"), "postgres_dsn": SecretStr(dsn) if dsn else None,
         "spool_dir": str(directory / "spool"),
         "sample_seconds": 1, "quote_sample_seconds": 1, "funding_check_seconds": 1, "series_bucket_seconds": 10,
         "event_confirm_samples": 2, "event_cooldown_minutes": 0.05, "outcome_horizons_minutes": [0.1],
-        "outcome_check_seconds": 0.5,
+        "outcome_check_seconds": 0.5, "queue": queue,
     })
     return config.model_copy(update={"history": history})
 
@@ -84,8 +84,8 @@ async def test_demo_engine_and_recorders_fill_sqlite_and_postgresql(
     })
     async with AsyncExitStack() as exits:
         dsn = dsn_for(database)
-        sqlite = Recorder(history_settings(config, tmp_path / "sqlite", None), spreads_queue=f"{exchange_name}_rec1")
-        postgres = Recorder(history_settings(config, tmp_path / "pg", dsn), spreads_queue=f"{exchange_name}_rec2")
+        sqlite = Recorder(history_settings(config, tmp_path / "sqlite", None, f"{exchange_name}_rec1"))
+        postgres = Recorder(history_settings(config, tmp_path / "pg", dsn, f"{exchange_name}_rec2"))
         exits.push_async_callback(delete_analytics, broker.url, config, f"{exchange_name}_rec1")
         exits.push_async_callback(delete_analytics, broker.url, config, f"{exchange_name}_rec2")
         for component in (FuturesScan(config), SpreadEngine(config), sqlite, postgres):
