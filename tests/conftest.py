@@ -4,9 +4,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page
 
 from simulator.server import Simulator
 from tests.broker import Broker, provide_broker
+from tests.browser import chromium, dashboard_page
 from tests.helpers import Consumer, delete_names
 
 
@@ -46,3 +49,16 @@ async def consumer(broker: Broker, exchange_name: str) -> AsyncIterator[Consumer
     await subscriber.start()
     yield subscriber
     await subscriber.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One Chromium per browser-test module (they skip themselves where it is missing)."""
+    async with chromium() as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    async with dashboard_page(browser) as opened:
+        yield opened

@@ -6,16 +6,14 @@ URL's #key, as a reload of a selected direction does."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
 from history.rows import Batch, FundingChange, SeriesBar, SignalEvent
-from tests.browser import chromium, dashboard_page, skip_without_chromium
+from tests.browser import skip_without_chromium
 from tests.test_history_api import KEY, fill_store, history_config, serve_monitor_routes
 
 WAIT_MS = 15_000
@@ -44,18 +42,6 @@ def recorded_hours() -> Batch:
                             funding_interval_hours=8, next_funding_time=first + 10 * BUCKET_MS,
                             previous_rate=None, previous_next_funding_time=None, received_ts=first)
     return Batch(series=bars, events=[event], funding=[funding])
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as launched:
-        yield launched
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    async with dashboard_page(browser) as opened:
-        yield opened
 
 
 async def painted(page: Page, css_color: str) -> int:

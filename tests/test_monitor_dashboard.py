@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Page, WebSocketRoute, expect
 
 from tests.broker import Broker
-from tests.browser import chromium, dashboard_page, skip_without_chromium
+from tests.browser import skip_without_chromium
 from tests.monitor_stack import VENUES, MonitorStack, start_stack
 
 SOURCES = sorted([*VENUES, *(f"{venue}.spot" for venue in VENUES)])
@@ -37,18 +37,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")
 async def stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MonitorStack]:
     async with AsyncExitStack() as exits:
         yield await start_stack(broker.url, tmp_path_factory.mktemp("dashboard"), exits)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as launched:
-        yield launched
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    async with dashboard_page(browser) as opened:
-        yield opened
 
 
 async def open_dashboard(page: Page, stack: MonitorStack, mode: str = "live") -> None:
