@@ -11,6 +11,7 @@ from simulator.server import Simulator
 from tests.broker import Broker, provide_broker
 from tests.browser import chromium, dashboard_page
 from tests.helpers import Consumer, delete_names
+from tests.postgres_db import scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,12 @@ async def control_names(broker: Broker, exchange_name: str) -> AsyncIterator[tup
     queue, responses = f"{exchange_name}_control", f"{exchange_name}_responses"
     yield queue, responses
     await delete_names(broker.url, [responses], [queue])
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    """A PostgreSQL database of the test module's own, dropped after it (the module skips where none answers)."""
+    yield from scratch_database()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ replays, daily partitions made and dropped, and an unreachable server reported a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -16,15 +16,10 @@ from history.sqlite_store import SQLiteStore
 from history.store import DAY_MS, TABLES, SchemaTooNew, StoreUnavailable
 from models.config import HistoryConfig
 from tests.history_rows import DAY0, event, funding, outcome, quote, series_bar, signal
-from tests.postgres_db import dsn_for, reset_schema, scratch_database
+from tests.postgres_db import dsn_for, reset_schema
 from tests.tcp_proxy import TcpProxy
 
 HOUR = 3_600_000
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    yield from scratch_database()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ nothing was lost, the event's final state that the order was kept."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -18,17 +19,12 @@ from history.writer import StoreWriter
 from models.config import HistoryConfig
 from tests.helpers import eventually
 from tests.history_rows import DAY0, event, numbered_batch
-from tests.postgres_db import dsn_for, reset_schema, scratch_database, terminate_backends
+from tests.postgres_db import dsn_for, reset_schema, terminate_backends
 from tests.tcp_proxy import TcpProxy
 
 ROWS = 20
 """Signals per numbered batch (each batch also rewrites the one event)."""
 RETRY_SECONDS = 0.1
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    yield from scratch_database()
 
 
 @pytest.fixture
@@ -44,6 +40,19 @@ async def proxy(database: str) -> AsyncIterator[TcpProxy]:
 def proxied_store(database: str, proxy: TcpProxy) -> PostgresStore:
     dsn = dsn_for(database, f"127.0.0.1:{proxy.port}").replace("postgres@", "postgres:hunter2@")
     return PostgresStore(dsn, HistoryConfig(), now_ms=lambda: DAY0)
+
+
+@asynccontextmanager
+async def writing(store: PostgresStore, spool: Path, max_backlog_rows: int = 1_000_000) -> AsyncIterator[StoreWriter]:
+    """The store opened and a writer started in front of it, both stopped afterwards (the writer's stop first)."""
+    await store.open()
+    writer = StoreWriter(store, spool, max_backlog_rows=max_backlog_rows, retry_seconds=RETRY_SECONDS)
+    await writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+        await store.close()
 
 
 def idle(writer: StoreWriter, rows: int) -> bool:
@@ -67,11 +76,8 @@ async def assert_stream_stored(database: str, batches: range) -> None:
 async def test_server_processes_killed_mid_stream_lose_and_double_nothing(database: str, tmp_path: Path) -> None:
     await reset_schema(database)
     store = PostgresStore(dsn_for(database), HistoryConfig(), now_ms=lambda: DAY0)
-    await store.open()
-    writer = StoreWriter(store, tmp_path / "spool", max_backlog_rows=1_000_000, retry_seconds=RETRY_SECONDS)
-    await writer.start()
-    number = 0
-    try:
+    async with writing(store, tmp_path / "spool") as writer:
+        number = 0
         while writer.spooled_rows == 0 and number < 3000:  # kill every fifth batch until a write is cut
             number += 1
             writer.submit(numbered_batch(number, ROWS))
@@ -81,9 +87,6 @@ async def test_server_processes_killed_mid_stream_lose_and_double_nothing(databa
             number += 1
             writer.submit(numbered_batch(number, ROWS))
         assert await eventually(lambda: idle(writer, number * (ROWS + 1)), timeout=30), writer.report()
-    finally:
-        await writer.stop()
-        await store.close()
     assert writer.spooled_rows > 0 and writer.replayed_rows > 0, writer.report()
     assert writer.dropped_rows == writer.rejected_rows == 0
     await assert_stream_stored(database, range(1, number + 1))
@@ -94,10 +97,7 @@ async def test_a_store_cut_off_for_a_while_gets_the_spool_replayed(
 ) -> None:
     caplog.set_level(logging.INFO)
     store = proxied_store(database, proxy)
-    await store.open()
-    writer = StoreWriter(store, tmp_path / "spool", max_backlog_rows=1_000_000, retry_seconds=RETRY_SECONDS)
-    await writer.start()
-    try:
+    async with writing(store, tmp_path / "spool") as writer:
         for number in range(1, 4):
             writer.submit(numbered_batch(number, ROWS))
         assert await eventually(lambda: idle(writer, 3 * (ROWS + 1)))
@@ -109,9 +109,6 @@ async def test_a_store_cut_off_for_a_while_gets_the_spool_replayed(
         assert await eventually(lambda: writer.failed_writes >= 3)  # retried while down, quietly
         await proxy.up()
         assert await eventually(lambda: idle(writer, 13 * (ROWS + 1))), writer.report()
-    finally:
-        await writer.stop()
-        await store.close()
     assert writer.replayed_rows == writer.spooled_rows
     assert not list((tmp_path / "spool").iterdir())
     await assert_stream_stored(database, range(1, 14))
@@ -140,15 +137,9 @@ async def test_a_stop_while_down_keeps_the_spool_for_the_next_start(
     assert list((tmp_path / "spool").glob("spool-*.jsonl"))
 
     restarted = PostgresStore(dsn_for(database), HistoryConfig(), now_ms=lambda: DAY0)
-    await restarted.open()
-    replaying = StoreWriter(restarted, tmp_path / "spool", max_backlog_rows=1_000_000, retry_seconds=RETRY_SECONDS)
-    await replaying.start()
-    replaying.submit(numbered_batch(9, ROWS))  # after the old spool, whatever the timing
-    try:
+    async with writing(restarted, tmp_path / "spool") as replaying:
+        replaying.submit(numbered_batch(9, ROWS))  # after the old spool, whatever the timing
         assert await eventually(lambda: idle(replaying, 9 * (ROWS + 1))), replaying.report()
-    finally:
-        await replaying.stop()
-        await restarted.close()
     assert replaying.replayed_rows in (8 * (ROWS + 1), 9 * (ROWS + 1))  # batch 9 joins the spool while it replays
     await assert_stream_stored(database, range(1, 10))
 
@@ -157,18 +148,12 @@ async def test_a_batch_the_store_refuses_is_set_aside_and_the_rest_written(
     database: str, proxy: TcpProxy, tmp_path: Path
 ) -> None:
     store = proxied_store(database, proxy)
-    await store.open()
-    writer = StoreWriter(store, tmp_path / "spool", max_backlog_rows=1_000_000, retry_seconds=RETRY_SECONDS)
-    await writer.start()
-    refused = Batch(events=[event(DAY0, status="bogus")])  # type: ignore[arg-type]  # breaks the status CHECK
-    try:
+    async with writing(store, tmp_path / "spool") as writer:
+        refused = Batch(events=[event(DAY0, status="bogus")])  # type: ignore[arg-type]  # breaks the status CHECK
         writer.submit(numbered_batch(1, ROWS))
         writer.submit(refused)
         writer.submit(numbered_batch(2, ROWS))
         assert await eventually(lambda: idle(writer, 2 * (ROWS + 1))), writer.report()
-    finally:
-        await writer.stop()
-        await store.close()
     assert (writer.rejected_rows, writer.failed_writes, writer.spooled_rows) == (1, 1, 0)
     (kept,) = (tmp_path / "spool").glob("rejected-*.jsonl")
     assert b'"bogus"' in kept.read_bytes()
@@ -180,11 +165,7 @@ async def test_an_unwritable_spool_keeps_the_newest_batches_in_memory(
 ) -> None:
     (tmp_path / "a_file").write_text("not a directory")
     store = proxied_store(database, proxy)
-    await store.open()
-    writer = StoreWriter(store, tmp_path / "a_file" / "spool", max_backlog_rows=4 * (ROWS + 1),
-                         retry_seconds=RETRY_SECONDS)
-    await writer.start()
-    try:
+    async with writing(store, tmp_path / "a_file" / "spool", max_backlog_rows=4 * (ROWS + 1)) as writer:
         await proxy.down()
         writer.submit(numbered_batch(1, ROWS))
         assert await eventually(lambda: writer.failed_writes > 0)
@@ -193,9 +174,6 @@ async def test_an_unwritable_spool_keeps_the_newest_batches_in_memory(
         assert (writer.backlog_rows, writer.dropped_rows) == (4 * (ROWS + 1), 6 * (ROWS + 1))
         await proxy.up()
         assert await eventually(lambda: writer.written_rows == 4 * (ROWS + 1) and writer.backlog_rows == 0)
-    finally:
-        await writer.stop()
-        await store.close()
     await assert_stream_stored(database, range(7, 11))
     spool_errors = [record for record in caplog.records if "cannot be" in record.getMessage()]
     assert len(spool_errors) == 2, [record.getMessage() for record in spool_errors]  # opened, then written

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -23,16 +23,11 @@ from models.config import AppConfig
 from simulator.server import Simulator
 from tests.broker import Broker
 from tests.helpers import collector_config, delete_analytics, discover_on
-from tests.postgres_db import dsn_for, scratch_database
+from tests.postgres_db import dsn_for
 
 pytestmark = pytest.mark.timeout(150)
 
 SHIFTED = ("binance", "BTC/USDT:USDT")
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    yield from scratch_database()
 
 
 @pytest.fixture
