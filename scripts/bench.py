@@ -696,6 +696,23 @@ async def websocket_clients(base: str, clients: int, seconds: float) -> list[lis
     return arrivals
 
 
+def demo_stack_config(broker: str, sim: SimulatorProcess, work: Path, tag: str, rabbitmq: dict[str, Any],
+                      collection: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    """The demo stack's config.json on the simulator's 12 sources ("symbols": "auto", depth 20), on the bench's
+    own exchanges (rabbitmq) and intervals (collection), with the scenario's extra sections."""
+    return {
+        "rabbitmq": {"url": broker, "connection_name": f"futures-scan bench {tag}", **rabbitmq},
+        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
+        "symbols": "auto", "markets": ["futures", "spot"], "universe_dir": str(work / "generated"),
+        "collection": {"orderbook_depth": 20, "max_message_age_ms": 60000, **collection},
+        "logging": {"level": "WARNING", "file": None},
+        "control": {"enabled": False, "state_file": None},
+        "metrics": {"port": 0},
+        "api_keys_file": None,
+        **sections,
+    }
+
+
 async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The demo stack on the default instrument list (12 sources), the monitor as `python -m monitor`."""
     import tempfile  # noqa: PLC0415
@@ -710,20 +727,11 @@ async def monitor_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    config = {
-        "rabbitmq": {"url": args.broker, "exchange": exchange, "status_exchange": status,
-                     "connection_name": f"futures-scan bench {tag}"},
-        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
-        "symbols": "auto", "markets": ["futures", "spot"], "universe_dir": str(work / "generated"),
-        "collection": {"orderbook_depth": 20, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000,
-                       "status_interval_seconds": 1},
-        "logging": {"level": "WARNING", "file": None},
-        "control": {"enabled": False, "state_file": None},
-        "spreads": {"analytics_exchange": analytics},
-        "metrics": {"port": 0},
-        "monitor": {"port": port, "max_ws_clients": 200},
-        "api_keys_file": None,
-    }
+    config = demo_stack_config(
+        args.broker, sim, work, tag, {"exchange": exchange, "status_exchange": status},
+        {"statistics_interval_seconds": 3600, "status_interval_seconds": 1},
+        spreads={"analytics_exchange": analytics}, monitor={"port": port, "max_ws_clients": 200},
+    )
     (work / "config.json").write_text(json.dumps(config))
     processes: list[subprocess.Popen[bytes]] = []
     child: Child | None = None

@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -38,6 +37,7 @@ from scripts.bench import (
     collector_role,
     cpu_seconds,
     delete_exchange,
+    demo_stack_config,
     discover,
     fmt,
     machine_busy,
@@ -162,19 +162,12 @@ async def recorder_figures(args: argparse.Namespace) -> list[tuple[str, str]]:
     tag = uuid.uuid4().hex[:8]
     exchange, analytics = f"futures_data_bench_{tag}", f"futures_analytics_bench_{tag}"
     work = Path(tempfile.mkdtemp(prefix="bench-recorder-"))
-    config: dict[str, Any] = {
-        "rabbitmq": {"url": args.broker, "exchange": exchange, "connection_name": f"futures-scan bench {tag}"},
-        "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
-        "symbols": "auto", "markets": ["futures", "spot"], "universe_dir": str(work / "generated"),
-        "collection": {"orderbook_depth": 20, "statistics_interval_seconds": 0.5, "max_message_age_ms": 60000,
-                       "status_interval_seconds": 0},
-        "logging": {"level": "WARNING", "file": None},
-        "control": {"enabled": False, "state_file": None},
-        "spreads": {"analytics_exchange": analytics},
-        "metrics": {"port": 0},
-        "history": {"sqlite_path": str(work / "history.sqlite"), "spool_dir": str(work / "spool")},
-        "api_keys_file": None,
-    }
+    config = demo_stack_config(
+        args.broker, sim, work, tag, {"exchange": exchange},
+        {"statistics_interval_seconds": 0.5, "status_interval_seconds": 0},
+        spreads={"analytics_exchange": analytics},
+        history={"sqlite_path": str(work / "history.sqlite"), "spool_dir": str(work / "spool")},
+    )
     (work / "config.json").write_text(json.dumps(config))
     (work / "recorder.json").write_text(json.dumps({**config, "logging": {"level": "INFO", "file": None}}))
     log = work / "recorder.log"
