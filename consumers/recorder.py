@@ -55,6 +55,9 @@ STORE_RETRY_SECONDS = 5.0
 OUTCOMES_PER_ROUND = 200
 FORGET_DIRECTION_MS = 3_600_000
 """A direction without a snapshot for this long is dropped from memory (its rows stay)."""
+FUTURE_TOLERANCE_MS = 5_000
+"""A spread snapshot stamped further ahead of this host's clock is ignored and counted invalid: its bar would be
+in a bucket the genuine snapshots cannot reach, and they would all be dropped as late until the clock got there."""
 
 
 class Recorder:
@@ -128,8 +131,9 @@ class Recorder:
         await self.store.close()
 
     def report(self) -> str:
+        invalid = self.invalid["spread"] + self.invalid["market"]
         return (f"recorder: {self.consumed['spread']} spread and {self.consumed['market']} market messages "
-                f"({self.invalid['spread'] + self.invalid['market']} invalid), {len(self.spreads)} directions, "
+                f"({invalid} invalid, {self.bars.late} too late for their bar), {len(self.spreads)} directions, "
                 f"{len(self.merger.open)} open events; {self.writer.report()}")
 
     async def _open_store(self) -> None:
@@ -176,7 +180,11 @@ class Recorder:
         try:
             snapshot = SpreadSnapshot.model_validate_json(message.body)
         except ValidationError as error:
-            self._invalid("spread", message.routing_key or "", error)
+            self._invalid("spread", message.routing_key or "", error.errors()[:3])
+            return
+        ahead_ms = snapshot.timestamp - now_ms()
+        if ahead_ms > FUTURE_TOLERANCE_MS:
+            self._invalid("spread", message.routing_key or "", f"stamped {ahead_ms} ms ahead of this host's clock")
             return
         self.spreads[(snapshot.symbol, snapshot.buy.source, snapshot.sell.source)] = snapshot
         self.bars.add(snapshot)
@@ -187,19 +195,19 @@ class Recorder:
         self.market_bodies[key] = message.body
         self._unparsed.add(key)
 
-    def _invalid(self, kind: str, routing_key: str, error: ValidationError) -> None:
+    def _invalid(self, kind: str, routing_key: str, why: object) -> None:
         self.invalid[kind] += 1
         if kind not in self._logged_invalid:
             self._logged_invalid.add(kind)
             log.warning("ignoring an invalid %s message on %s (further ones are only counted): %s", kind,
-                        routing_key, error.errors()[:3])
+                        routing_key, why)
 
     def _parse_new_messages(self) -> None:
         for key in self._unparsed:
             try:
                 self.markets[key] = FuturesData.model_validate_json(self.market_bodies[key])
             except ValidationError as error:
-                self._invalid("market", key, error)
+                self._invalid("market", key, error.errors()[:3])
         self._unparsed.clear()
 
     # --- jobs ------------------------------------------------------------------------------------
@@ -214,6 +222,7 @@ class Recorder:
             if snapshot.timestamp < fresh_after:
                 if snapshot.timestamp < slot - FORGET_DIRECTION_MS:
                     del self.spreads[direction]
+                    self.bars.forget(direction)
                 continue
             _, buy_ask_size = best_sizes(self._market_of(snapshot.buy.source, snapshot.buy.symbol))
             sell_bid_size, _ = best_sizes(self._market_of(snapshot.sell.source, snapshot.sell.symbol))

@@ -104,13 +104,26 @@ class _Bar:
     sell_mid_sum: float
 
 
-class SeriesAggregator:
-    """Every spread snapshot folded into its direction's current bucket (open/high/low/close/mean of the net)."""
+LATE_GRACE_MS = 10_000
+"""A bar stays open this long after its bucket ends: the bucket's last snapshots may still be on their way (the
+engine's pacing, the queue, the prefetch) when the sample job drains on the boundary."""
 
-    def __init__(self, bucket_ms: int) -> None:
+
+class SeriesAggregator:
+    """Every spread snapshot folded into its direction's current bucket (open/high/low/close/mean of the net).
+
+    A bar is written again at each drain while it fills, and for the last time once its bucket ended more than
+    LATE_GRACE_MS ago; a snapshot of that bucket arriving later is counted in `late` and dropped, since a new bar
+    of it would replace the full one in the store (rows are upserts)."""
+
+    def __init__(self, bucket_ms: int, late_grace_ms: int = LATE_GRACE_MS) -> None:
         self.bucket_ms = bucket_ms
+        self.late_grace_ms = late_grace_ms
+        self.late = 0
         self._bars: dict[Direction, _Bar] = {}
         self._finished: list[SeriesBar] = []
+        self._written_through: dict[Direction, int] = {}
+        """direction -> the bucket of its last bar written for the last time."""
 
     def add(self, snapshot: SpreadSnapshot) -> None:
         direction = (snapshot.symbol, snapshot.buy.source, snapshot.sell.source)
@@ -121,9 +134,13 @@ class SeriesAggregator:
         current = self._bars.get(direction)
         if current is not None and current.bar.ts != bucket:
             if bucket < current.bar.ts:
-                return  # a late snapshot of a bucket already written
+                self.late += 1  # its bucket's bar was finished when a newer bucket began
+                return
             self._finished.append(_finish(current))
             current = None
+        if current is None and bucket <= self._written_through.get(direction, -1):
+            self.late += 1
+            return
         if current is None:
             self._bars[direction] = _Bar(
                 SeriesBar(ts=bucket, symbol=snapshot.symbol, buy=snapshot.buy.source, sell=snapshot.sell.source,
@@ -147,9 +164,14 @@ class SeriesAggregator:
         bars, self._finished = self._finished, []
         for direction, current in list(self._bars.items()):
             bars.append(_finish(current))
-            if now_ms >= current.bar.ts + self.bucket_ms:
-                del self._bars[direction]  # its bucket is over and nothing came after it: written for the last time
+            if now_ms >= current.bar.ts + self.bucket_ms + self.late_grace_ms:
+                del self._bars[direction]  # its bucket is over, grace included: written for the last time
+                self._written_through[direction] = current.bar.ts
         return bars
+
+    def forget(self, direction: Direction) -> None:
+        """A direction gone for good (no snapshot for long): its memory, not its rows."""
+        self._written_through.pop(direction, None)
 
 
 def _finish(current: _Bar) -> SeriesBar:
