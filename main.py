@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-from dotenv import load_dotenv
-
 from collectors.exchange_collector import ExchangeCollector
 from collectors.venues import sources_for
 from control.listener import ControlListener
@@ -368,7 +366,6 @@ async def wait_for_stop_signal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load_dotenv()
     try:
         config = resolve_config(args)
         check_universe(config)

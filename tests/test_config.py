@@ -53,6 +53,23 @@ def test_the_history_dsn_comes_from_the_environment_and_never_shows_in_errors(tm
     assert "s3cret" not in str(raised.value)
 
 
+def test_secrets_in_dot_env_reach_every_entry_point_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder, the monitor and the scripts load config through load_config, as the collector does."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"]}))
+    (tmp_path / ".env").write_text("HISTORY_POSTGRES_DSN=postgresql://rec:s3cret@db:5432/history\n"
+                                   "RABBITMQ_URL=amqp://u:p@from-dotenv:5672/\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HISTORY_POSTGRES_DSN", raising=False)  # restored (unset) afterwards, whatever .env set
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://u:p@from-environment:5672/")
+    config = load_config(path)
+    assert config.history.postgres_dsn is not None
+    assert config.history.postgres_dsn.get_secret_value() == "postgresql://rec:s3cret@db:5432/history"
+    assert "from-environment" in config.rabbitmq.amqp_url()
+
+
 def test_host_fields_build_the_url_with_quoting() -> None:
     config = AppConfig.model_validate(
         {

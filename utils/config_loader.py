@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from dotenv import load_dotenv
 from pydantic import ValidationError
 
 from models.config import AppConfig
@@ -22,7 +23,12 @@ class ConfigError(Exception):
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AppConfig:
-    environ = os.environ if environ is None else environ
+    """config.json with the environment's overrides; without `environ`, the process environment after loading
+    ./.env into it (variables already set win), so every entry point (collector, consumers, monitor, scripts)
+    sees the same secrets."""
+    if environ is None:
+        load_dotenv(Path.cwd() / ".env")
+        environ = dict(os.environ)
     path = Path(path)
     raw = _read_json(path)
     if not isinstance(raw, dict):
