@@ -18,7 +18,6 @@ the store is down and replays them in order when it is back. Retention runs here
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -52,6 +51,7 @@ log = logging.getLogger("recorder")
 
 MAINTENANCE_SECONDS = 3600.0
 STORE_RETRY_SECONDS = 5.0
+RESUME_POLL_SECONDS = 0.5
 OUTCOMES_PER_ROUND = 200
 FORGET_DIRECTION_MS = 3_600_000
 """A direction without a snapshot for this long is dropped from memory (its rows stay)."""
@@ -99,6 +99,7 @@ class Recorder:
                       error, self.settings.spool_dir)
             self._tasks.append(asyncio.create_task(self._open_store_when_back(), name="recorder-store-open"))
         await self.writer.start()
+        self._tasks.append(asyncio.create_task(self._resume_open_events(), name="recorder-resume-events"))
         rabbitmq = self.config.rabbitmq
         self._connection = await aio_pika.connect_robust(
             rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} recorder"},
@@ -139,17 +140,38 @@ class Recorder:
     async def _open_store(self) -> None:
         await self.store.open(migrate=True)
         self._store_open.set()
-        for event in await self.store.events(None, now_ms() - 7 * 86_400_000, now_ms(), 100_000):
-            if event.status != "closed":
-                self.merger.resume([event])
 
     async def _open_store_when_back(self) -> None:
         while True:
             await asyncio.sleep(STORE_RETRY_SECONDS)
-            with contextlib.suppress(StoreUnavailable):
+            try:
                 await self._open_store()
-                log.info("history store %s answers again", self.store.description)
+            except StoreUnavailable:
+                continue
+            except SchemaTooNew as error:
+                log.error("%s; stop this recorder and run the newer version (rows are spooled meanwhile)", error)
                 return
+            log.info("history store %s answers again", self.store.description)
+            return
+
+    async def _resume_open_events(self) -> None:
+        """Events a previous run left open go on merging, once the spool it left is replayed: only then does the
+        store hold their newest state."""
+        await self._store_open.wait()
+        while True:
+            if not self.writer.spool:
+                try:
+                    left_open = await self.store.open_events()
+                    break
+                except StoreUnavailable:
+                    pass
+            await asyncio.sleep(RESUME_POLL_SECONDS)
+        closed = self.merger.resume(left_open)
+        if closed:
+            self.writer.submit(Batch(events=closed))
+        if left_open:
+            log.info("history: %d event(s) left open by a previous run resumed, %d superseded ones closed",
+                     len(left_open) - len(closed), len(closed))
 
     def _every(self, seconds: float, job: Callable[[int], Awaitable[None]], name: str, at_once: bool = False) -> None:
         """Run job(slot) at every multiple of `seconds` of the wall clock (the slot is the row's time)."""

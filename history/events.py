@@ -52,11 +52,25 @@ class EventMerger:
         self._runs: dict[Direction, list[SignalSample]] = {}
         """Triggered samples in a row that have not opened an event yet (fewer than N)."""
 
-    def resume(self, events: list[SignalEvent]) -> None:
-        """Events a previous run left open (read back from the store): they go on merging."""
-        for event in events:
-            if event.status != "closed":
-                self.open[(event.symbol, event.buy, event.sell)] = event
+    def resume(self, events: list[SignalEvent]) -> list[SignalEvent]:
+        """Events a previous run left open (read back from the store) go on merging, one per direction: the one
+        that ended last, unless this run opened one of its own meanwhile. The others are returned closed (where
+        they ended), to be written, so that no event stays open in the store for good."""
+        superseded: list[SignalEvent] = []
+        resumed: set[Direction] = set()
+        for event in sorted((event for event in events if event.status != "closed"), key=lambda e: e.end_ts):
+            direction = (event.symbol, event.buy, event.sell)
+            held = self.open.get(direction)
+            if held is not None and direction not in resumed:
+                superseded.append(event)  # this run's own event came after it
+                continue
+            if held is not None:
+                superseded.append(held)
+            self.open[direction] = event
+            resumed.add(direction)
+        for event in superseded:
+            event.status, event.closed_at = "closed", event.end_ts + self.cooldown_ms
+        return [frozen(event) for event in superseded]
 
     def add(self, sample: SignalSample) -> list[SignalEvent]:
         """Events this sample opened, extended or (by coming after the cooldown) closed: rows to upsert."""

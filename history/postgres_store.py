@@ -376,6 +376,9 @@ class PostgresStore:
                                          "ORDER BY start_ts DESC, event_id DESC LIMIT $4",
                                  symbol, from_ms, to_ms, limit)
 
+    async def open_events(self) -> list[SignalEvent]:
+        return await self._fetch(EVENTS, "WHERE status <> 'closed' ORDER BY end_ts, event_id")
+
     async def event(self, event_id: str) -> SignalEvent | None:
         found = await self._fetch(EVENTS, "WHERE event_id = $1", event_id)
         return found[0] if found else None

@@ -213,6 +213,9 @@ class SQLiteStore:
         return await self._select(EVENTS, "symbol = ? AND start_ts BETWEEN ? AND ?", (symbol, from_ms, to_ms),
                                   "start_ts DESC", limit)
 
+    async def open_events(self) -> list[SignalEvent]:
+        return await self._select(EVENTS, "status <> 'closed'", (), "end_ts, event_id")
+
     async def event(self, event_id: str) -> SignalEvent | None:
         found = await self._select(EVENTS, "event_id = ?", (event_id,), "event_id")
         return found[0] if found else None

@@ -58,6 +58,9 @@ class HistoryStore(Protocol):
 
     async def event(self, event_id: str) -> SignalEvent | None: ...
 
+    async def open_events(self) -> list[SignalEvent]:
+        """Every event not closed yet (what a previous run of the recorder left open), oldest end first."""
+
     async def outcomes(self, event_id: str) -> list[Outcome]:
         """Its outcomes, shortest horizon first."""
 

@@ -88,3 +88,29 @@ def test_rows_handed_out_do_not_change_when_the_event_goes_on():
     opened = merger.add(sample(0, 0.5)) + merger.add(sample(1, 0.5))
     merger.add(sample(2, 0.9))
     assert (opened[0].samples, opened[0].features_agg["spread_pct"]["max"]) == (2, 0.5)
+
+
+def left_open(start_minute: int, end_minute: int, samples: int) -> SignalEvent:
+    """An event a previous run of the recorder left open, as the store gives it back."""
+    _, (event,) = run("." * start_minute + "TT")
+    event.end_ts, event.samples, event.status = T0 + end_minute * MINUTE, samples, "confirmed"
+    return event
+
+
+def test_resumed_the_event_that_ended_last_goes_on_and_an_older_one_left_open_is_closed():
+    older, newer = left_open(0, 5, 6), left_open(10, 12, 3)
+    merger = EventMerger(N, M, MINUTE)
+    closed = merger.resume([newer, older])  # the order the store gives them in does not matter
+    assert [(event.event_id, event.status, event.closed_at) for event in closed] == [
+        (older.event_id, "closed", older.end_ts + M)]
+    (extended,) = merger.add(sample(13, 0.6))
+    assert (extended.event_id, extended.end_ts, extended.samples) == (newer.event_id, T0 + 13 * MINUTE, 4)
+
+
+def test_an_event_this_run_opened_before_the_resume_wins_over_the_one_left_open():
+    """The store was down at start, or its spool still replaying: this run merged on its own meanwhile."""
+    merger, (live,) = run("." * 20 + "TT")
+    stale = left_open(0, 5, 6)
+    (closed,) = merger.resume([stale])
+    assert (closed.event_id, closed.status) == (stale.event_id, "closed")
+    assert [event.event_id for event in merger.open.values()] == [live.event_id]

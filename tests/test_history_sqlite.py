@@ -72,6 +72,7 @@ async def test_rows_read_back_as_written_and_a_replay_doubles_nothing(store: SQL
     assert await store.series("BTC/USDT", "binance", "okx", T0, T0 + 1) == batch.series
     assert await store.events("BTC/USDT", T0, T0, 5) == batch.events
     assert await store.event(batch.events[0].event_id) == batch.events[0]
+    assert batch.events[0].status != "closed" and await store.open_events() == batch.events
     assert await store.outcomes(batch.events[0].event_id) == batch.outcomes
     assert await store.funding_changes("binance", "BTC/USDT:USDT", T0 + 1, T0 + 2) == batch.funding  # in force
 
