@@ -35,6 +35,9 @@ OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 """Connection exception, insufficient resources, operator intervention (57P01: pg_terminate_backend, shutdown),
 system error: the server cannot take the write now, the batch itself is fine."""
 
+RETRYABLE_SQLSTATES = ("40001", "40P01", "25006")
+"""Serialization failure, deadlock, read-only transaction (a replica promoted or demoted under us): the same
+write succeeds when tried again."""
 MIGRATION_LOCK_KEY = 0x66757475  # any constant: serializes two processes migrating the same database at once
 COPY_MIN_ROWS = 50
 """From this many rows of a table in a batch on, COPY beats pipelined INSERTs (see PostgresStore._upsert)."""
@@ -107,7 +110,10 @@ def _partition_day(table: str, name: str) -> int | None:
 def is_outage(exc: BaseException) -> bool:
     """True for failures of the connection or the server (try again later), False for a bad statement or row."""
     if isinstance(exc, asyncpg.PostgresError):
-        return str(getattr(exc, "sqlstate", "") or "")[:2] in OUTAGE_SQLSTATE_CLASSES
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        return sqlstate[:2] in OUTAGE_SQLSTATE_CLASSES or sqlstate in RETRYABLE_SQLSTATES
+    if isinstance(exc, ValueError):
+        return False  # asyncpg's client-side DataError (an InterfaceError too): a value it cannot encode
     return isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)
 
 

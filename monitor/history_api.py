@@ -137,18 +137,27 @@ def _weighted_mean(values: Iterable[tuple[float | None, int]]) -> float | None:
     return sum(value * count for value, count in known) / total
 
 
-TIME_FORMATS = "ms since epoch or ISO-8601 (2025-12-06T08:00:00Z; UTC when no zone is given)"
+TIME_FORMATS = ("ms since epoch or ISO-8601 (2025-12-06T08:00:00Z; UTC when no zone is given), between 1970 and "
+                "the year 9999")
+EVENT_ID = re.compile(r"[\w.-]{1,200}")
+"""<SYMBOL>.<buy>.<sell>.<start ms>: anything else names no event (and never reaches the store)."""
+LAST_EPOCH_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last moment ISO-8601 (and Python's datetime) can write."""
 
 
 def epoch_ms(text: str) -> int:
     """1764979200000 or 2025-12-06T00:00:00Z (UTC when it names no zone) -> ms since epoch; ValueError if neither.
     The API and scripts/history.py take times the same way."""
     if text.isdigit():
-        return int(text)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        ms = int(text)
+    else:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ms = int(moment.timestamp() * 1000)
+    if not 0 <= ms <= LAST_EPOCH_MS:
+        raise ValueError(f"{text} is outside 1970 to 9999")
+    return ms
 
 
 def parse_time(query: Query, name: str) -> int | None:
@@ -377,7 +386,7 @@ class HistoryApi:
         Query(request.query, ())
         event_id = request.match_info["event_id"]
         store = await self.store()
-        event = await store.event(event_id)
+        event = await store.event(event_id) if EVENT_ID.fullmatch(event_id) else None
         if event is None:
             return error_response(404, "event_not_found", f"no event {event_id[:200]!r} in the history store")
         return json_response({"event": event_row(event), "outcomes": await store.outcomes(event_id)})

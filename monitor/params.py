@@ -33,6 +33,8 @@ class Query:
             return None
         if len(value) > max_length:
             raise bad_request(name, f"{name} is longer than {max_length} characters")
+        if not value.isprintable():
+            raise bad_request(name, f"{name} holds a control character (NUL, newline, ...)")
         return value
 
     def integer(self, name: str, default: int, low: int, high: int, cap: bool = False) -> int:

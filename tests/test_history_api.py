@@ -266,6 +266,8 @@ async def test_the_spread_history_defaults_to_the_last_12_hours(base_url: str) -
     (f"direction={KEY}&from={T0}&to={T0 + 7 * 1440 * MIN + 1}", "from"),
     (f"direction={KEY}&from={T0 + 1}&to={T0}", "from"),
     (f"direction={KEY}&window=1h", "window"),
+    (f"direction={KEY}&to=99999999999999999999", "to"),  # a 500 (OverflowError in the store) before
+    (f"direction={KEY}&from=1969-12-31T00:00:00Z", "from"),
 ])
 async def test_bad_spread_history_parameters_are_named(base_url: str, query: str, parameter: str) -> None:
     status, body = await get(f"{base_url}/api/history/spreads?{query}")
@@ -301,14 +303,15 @@ async def test_an_event_with_its_outcomes_shortest_horizon_first(base_url: str) 
     assert body["event"]["features_agg"] == {"net_pct": {"max": 0.5}}
     assert [row["horizon_min"] for row in body["outcomes"]] == [30, 60]
     assert body["outcomes"][0]["spread_end"] == 0.3 and body["outcomes"][0]["label"] == "converged"
-    status, body = await get(f"{base_url}/api/events/BTCUSDT.okx-spot.binance.1")
-    assert status == 404 and body["error"] == "event_not_found", body
+    for unknown in ("BTCUSDT.okx-spot.binance.1", "BTC%00USDT", "x" * 201):
+        status, body = await get(f"{base_url}/api/events/{unknown}")
+        assert status == 404 and body["error"] == "event_not_found", body
 
 
 @ON_MODULE_LOOP
 @pytest.mark.parametrize(("query", "parameter"), [("limit=ten", "limit"), ("limit=0", "limit"),
                                                   ("from=1.5", "from"), ("symbol=" + "X" * 65, "symbol"),
-                                                  ("direction=x", "direction")])
+                                                  ("direction=x", "direction"), ("symbol=BTC%00USDT", "symbol")])
 async def test_bad_event_parameters_are_named(base_url: str, query: str, parameter: str) -> None:
     status, body = await get(f"{base_url}/api/events?{query}")
     assert status == 400 and body["parameter"] == parameter, body
