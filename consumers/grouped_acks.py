@@ -16,6 +16,11 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.exceptions import AMQPError
 
+
+class QueueSettingsChanged(Exception):
+    """A durable queue exists with arguments other than the config's: RabbitMQ refuses to redeclare it."""
+
+
 PREFETCH = 500
 ACK_EVERY = 100
 ACK_FLUSH_SECONDS = 0.2
@@ -41,7 +46,13 @@ class GroupedAcks:
         if durable_queue is None:
             queue = await channel.declare_queue(exclusive=True, arguments=arguments)
         else:
-            queue = await channel.declare_queue(durable_queue, durable=True, arguments=arguments)
+            try:
+                queue = await channel.declare_queue(durable_queue, durable=True, arguments=arguments)
+            except aio_pika.exceptions.ChannelPreconditionFailed as error:
+                raise QueueSettingsChanged(
+                    f"RabbitMQ keeps the durable queue {durable_queue!r} with other arguments than "
+                    f"x-max-length={max_length} ({error}); delete it (rabbitmqctl delete_queue {durable_queue}, or "
+                    f"the management UI: its messages go with it) or set the length back") from None
         for binding in bindings:
             await queue.bind(exchange, binding)
         handled = 0
@@ -59,11 +70,15 @@ class GroupedAcks:
             self._flusher = asyncio.create_task(self._flush_forever(), name=f"acks-{kind}")
 
     async def close(self) -> None:
+        """Stop the periodic flush and acknowledge what was handled: a durable queue would otherwise deliver
+        it again to the next start."""
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        for kind in tuple(self._unacked):
+            await self._ack(kind)
 
     async def _flush_forever(self) -> None:
         while True:

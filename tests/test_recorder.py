@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aio_pika
 import pytest
 from pydantic import SecretStr
 
+from consumers.grouped_acks import QueueSettingsChanged
 from consumers.recorder import Recorder
 from consumers.spread_engine import SpreadEngine
 from history.rows import SignalEvent
@@ -120,3 +122,26 @@ async def test_demo_engine_and_recorders_fill_sqlite_and_postgresql(
             bars = await store.series(event.symbol, event.buy, event.sell, 0, 2**62)
             assert bars and all(bar.ts % 10_000 == 0 and bar.net_low <= bar.net_mean <= bar.net_high for bar in bars)
         assert "postgresql" in postgres.store.description and "sqlite" in sqlite.store.description
+
+
+async def test_a_queue_length_changed_in_config_is_a_clear_error(
+    broker: Broker, exchange_name: str, tmp_path: Path
+) -> None:
+    """RabbitMQ refuses to redeclare a durable queue with another x-max-length (406 PRECONDITION_FAILED)."""
+    queue = f"{exchange_name}_recorder"
+    config = AppConfig.model_validate({"rabbitmq": {"url": broker.url, "exchange": exchange_name},
+                                       "exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"],
+                                       "spreads": {"analytics_exchange": f"{exchange_name}_analytics"},
+                                       "api_keys_file": None})
+    config = history_settings(config, tmp_path, None, queue)
+    connection = await aio_pika.connect(broker.url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(queue, durable=True, arguments={"x-max-length": 5, "x-overflow": "drop-head"})
+        recorder = Recorder(config)
+        with pytest.raises(QueueSettingsChanged, match=f"delete it \\(rabbitmqctl delete_queue {queue}"):
+            await recorder.start()
+        await recorder.stop()
+    finally:
+        await connection.close()
+        await delete_analytics(broker.url, config, queue)
