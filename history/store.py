@@ -89,6 +89,7 @@ def open_store(config: HistoryConfig) -> HistoryStore:
 
 
 def safe_dsn(dsn: str) -> str:
-    """postgresql://user:***@host/db: what a log line may show of a DSN."""
-    masked = re.sub(r"(postgres(?:ql)?://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    """postgresql://user:***@host/db: what a log line may show of a DSN (the password runs to the last @, as
+    libpq and asyncpg read an unencoded one)."""
+    masked = re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)\S*@", r"\1***@", dsn)
     return re.sub(r"(password=)[^&\s]*", r"\1***", masked)

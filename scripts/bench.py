@@ -987,11 +987,15 @@ async def soak(sim: SimulatorProcess, broker_url: str, symbols: list[str], secon
     return samples
 
 
-async def delete_exchange(broker_url: str, exchange: str) -> None:
+async def delete_exchange(broker_url: str, exchange: str, queue: str | None = None) -> None:
+    """The bench's own exchange (and durable queue) gone again: a shared broker keeps nothing of a run."""
     with contextlib.suppress(Exception):
         connection = await aio_pika.connect(broker_url)
         async with connection:
-            await (await connection.channel()).exchange_delete(exchange)
+            channel = await connection.channel()
+            if queue is not None:
+                await channel.queue_delete(queue)
+            await channel.exchange_delete(exchange)
 
 
 if __name__ == "__main__":

@@ -161,12 +161,13 @@ async def recorder_figures(args: argparse.Namespace) -> list[tuple[str, str]]:
     sim = await SimulatorProcess(list(VENUE_NAMES), None, rate).start()
     tag = uuid.uuid4().hex[:8]
     exchange, analytics = f"futures_data_bench_{tag}", f"futures_analytics_bench_{tag}"
+    queue = f"futures_history_recorder_bench_{tag}"  # never a real recorder's durable queue
     work = Path(tempfile.mkdtemp(prefix="bench-recorder-"))
     config = demo_stack_config(
         args.broker, sim, work, tag, {"exchange": exchange},
         {"statistics_interval_seconds": 0.5, "status_interval_seconds": 0},
         spreads={"analytics_exchange": analytics},
-        history={"sqlite_path": str(work / "history.sqlite"), "spool_dir": str(work / "spool")},
+        history={"sqlite_path": str(work / "history.sqlite"), "spool_dir": str(work / "spool"), "queue": queue},
     )
     (work / "config.json").write_text(json.dumps(config))
     (work / "recorder.json").write_text(json.dumps({**config, "logging": {"level": "INFO", "file": None}}))
@@ -201,8 +202,8 @@ async def recorder_figures(args: argparse.Namespace) -> list[tuple[str, str]]:
     finally:
         await stop_processes(child, processes)
         await sim.stop()
-        for name in (exchange, analytics):
-            await delete_exchange(args.broker, name)
+        await delete_exchange(args.broker, exchange)
+        await delete_exchange(args.broker, analytics, queue)
     return rows
 
 

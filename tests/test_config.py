@@ -10,6 +10,7 @@ import pytest
 
 from collectors.exchange_collector import ExchangeCollector
 from collectors.venues import VENUE_NAMES, futures_source, venue_sources
+from history.store import safe_dsn
 from models.config import AppConfig, ExchangeName
 from utils.config_loader import ConfigError, load_api_keys, load_config
 
@@ -122,3 +123,14 @@ def test_every_configurable_venue_has_a_module_with_a_futures_source() -> None:
     for name in VENUE_NAMES:
         sources = venue_sources(name)
         assert sources[0].market == "futures" and all(source.name == name for source in sources)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("postgresql://rec:s3cret@db:5432/history", "postgresql://rec:***@db:5432/history"),
+    ("postgresql://rec:s3@cr@t@db/history", "postgresql://rec:***@db/history"),  # unencoded @: up to the last
+    ("connecting to postgres://rec:a@b@db/h: timed out", "connecting to postgres://rec:***@db/h: timed out"),
+    ("host=db user=rec password=s3cret dbname=h", "host=db user=rec password=*** dbname=h"),
+    ("postgresql://rec@db/history", "postgresql://rec@db/history"),
+])
+def test_a_dsn_in_a_log_line_shows_no_password(text: str, shown: str) -> None:
+    assert safe_dsn(text) == shown
