@@ -13,24 +13,30 @@ from history.rows import FundingChange, Outcome, OutcomeLabel, SignalEvent, Sign
 
 
 def label_of(change: float, flat_pct: float) -> OutcomeLabel:
-    if change <= -flat_pct:
+    """A fall (rise) by at least flat_pct converged (diverged); an unchanged spread is flat even at flat_pct 0."""
+    if change < 0 and change <= -flat_pct:
         return "converged"
-    if change >= flat_pct:
+    if change > 0 and change >= flat_pct:
         return "diverged"
     return "flat"
 
 
-def settled_funding_pct(changes: list[FundingChange], from_ms: int, to_ms: int) -> float:
-    """Funding paid to a long position, percent, for the settlements in (from_ms, to_ms]: each settlement time
-    was announced as a next_funding_time, and the rate in force is the last one recorded before it."""
+def settled_funding_pct(changes: list[FundingChange], from_ms: int, to_ms: int) -> float | None:
+    """Funding a long position pays (a short one receives), percent, for the settlements in (from_ms, to_ms]:
+    each settlement time was announced as a next_funding_time, and the rate in force is the last one recorded
+    before it. None when nothing was recorded (the settlement times are unknown too) or a settlement has no rate
+    recorded before it: unknown, not zero."""
+    if not changes:
+        return None
     settlements = sorted({time for change in changes for time in (change.next_funding_time,
                                                                     change.previous_next_funding_time)
                           if time is not None and from_ms < time <= to_ms})
     paid = 0.0
     for settles_at in settlements:
         in_force = [change for change in changes if change.ts < settles_at and change.funding_rate is not None]
-        if in_force:
-            paid += in_force[-1].funding_rate * 100  # type: ignore[operator]
+        if not in_force:
+            return None
+        paid += in_force[-1].funding_rate * 100  # type: ignore[operator]
     return paid
 
 
@@ -51,14 +57,10 @@ def compute_outcome(event: SignalEvent, horizon_min: float, samples: list[Signal
                        label=None, samples=len(window), computed_at=computed_at)
     spreads = [sample.spread_pct for sample in window]
     change = end.spread_pct - start.spread_pct
-    funding: float | None = 0.0
-    if buy_funding == [] or sell_funding == []:
-        funding = None  # a perpetual leg whose funding was never recorded: unknown, not zero
-    else:
-        if buy_funding is not None:
-            funding -= settled_funding_pct(buy_funding, event.start_ts, horizon_ts)  # the long leg pays
-        if sell_funding is not None:
-            funding += settled_funding_pct(sell_funding, event.start_ts, horizon_ts)  # the short leg receives
+    long_pays = 0.0 if buy_funding is None else settled_funding_pct(buy_funding, event.start_ts, horizon_ts)
+    short_receives = 0.0 if sell_funding is None else settled_funding_pct(sell_funding, event.start_ts, horizon_ts)
+    # a perpetual leg without funding recorded, or with a settlement but no rate before it: unknown, not zero
+    funding = None if long_pays is None or short_receives is None else short_receives - long_pays
     return Outcome(
         event_id=event.event_id, horizon_min=horizon_min, status="ok", start_ts=event.start_ts, horizon_ts=horizon_ts,
         spread_start=start.spread_pct, spread_end=end.spread_pct, spread_change=change, net_end=end.net_pct,

@@ -72,3 +72,19 @@ def test_a_horizon_without_a_sample_near_its_end_is_missing_not_invented():
 def test_a_perpetual_leg_without_recorded_funding_makes_funding_unknown():
     outcome = compute_outcome(event_at_t0(), 1, [sample(0, 0.6), sample(1, 0.6)], None, [], 0.05, TOLERANCE, T0)
     assert (outcome.status, outcome.funding_accrued_pct) == ("ok", None)
+
+
+def test_a_settlement_without_a_rate_recorded_before_it_makes_funding_unknown():
+    """The recorder started after the rate was set: the settlement is known, what it paid is not."""
+    announced = FundingChange(ts=T0 + MINUTE // 2, exchange="binance", symbol="BTC/USDT:USDT", funding_rate=None,
+                              funding_interval_hours=8, next_funding_time=T0 + MINUTE, previous_rate=None,
+                              previous_next_funding_time=None, received_ts=T0 + MINUTE // 2)
+    outcome = compute_outcome(event_at_t0(), 2, [sample(0, 0.6), sample(1, 0.6), sample(2, 0.6)], None, [announced],
+                              0.05, TOLERANCE, T0)
+    assert (outcome.status, outcome.funding_accrued_pct, outcome.label) == ("ok", None, "flat")
+
+
+def test_with_no_flat_band_an_unchanged_spread_is_still_flat():
+    outcomes = [compute_outcome(event_at_t0(), 1, [sample(0, 0.6), sample(1, end)], None, None, 0.0, TOLERANCE, T0)
+                for end in (0.6, 0.59, 0.61)]
+    assert [outcome.label for outcome in outcomes] == ["flat", "converged", "diverged"]
