@@ -57,6 +57,8 @@ class StoreWriter:
         self._recovering_since: float | None = None
         """Set from an outage (or a previous run's spool) until the spool is replayed: new batches go to the spool."""
         self._replayed_at_recovery = 0
+        self._overflowing = False
+        """Recovering because memory passed max_backlog_rows, not because the store failed."""
         self._retry_spool_at: float | None = None
         """Set while the spool cannot be written: memory holds the batches, the spool is tried again then."""
         self._busy: Batch | None = None
@@ -82,7 +84,11 @@ class StoreWriter:
             return
         self._memory.append(batch)
         self._memory_rows += len(batch)
-        self._drop_over_backlog()
+        if self._memory_rows > self.max_backlog_rows:
+            if self._retry_spool_at is None:
+                self._overflow_to_spool()
+            else:
+                self._drop_over_backlog()
         self._wakeup.set()
 
     async def start(self) -> None:
@@ -203,9 +209,12 @@ class StoreWriter:
         if self._down_since is not None:
             log.info("history store %s back after %.0f s: replayed %d rows", self.store.description,
                      time.monotonic() - self._down_since, replayed)
+        elif self._overflowing:
+            log.info("history store %s caught up: replayed %d spooled rows", self.store.description, replayed)
         else:
             log.info("history writer: replayed %d rows a previous run left in the spool", replayed)
         self._down_since = self._recovering_since = None
+        self._overflowing = False
 
     async def _reject(self, batch: Batch, exc: Exception) -> None:
         """A batch the store refuses for another reason than an outage must not hold up the ones after it."""
@@ -282,6 +291,16 @@ class StoreWriter:
         self._busy = None
         if not self._memory:
             self._dropping = False
+
+    def _overflow_to_spool(self) -> None:
+        """A store slower than the feed: the backlog goes to the spool (and is replayed in order from there)."""
+        if self._recovering_since is not None:
+            return
+        log.warning("history store %s is slower than the feed (over history.max_backlog_rows = %d rows in memory): "
+                    "spooling to %s until it catches up", self.store.description, self.max_backlog_rows,
+                    self.spool.directory)
+        self._overflowing = True
+        self._begin_recovery()
 
     def _drop_over_backlog(self) -> None:
         """Drops the oldest batches beyond max_backlog_rows, sparing the one being written and the newest."""

@@ -5,6 +5,7 @@ nothing was lost, the event's final state that the order was kept."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -177,3 +178,35 @@ async def test_an_unwritable_spool_keeps_the_newest_batches_in_memory(
     await assert_stream_stored(database, range(7, 11))
     spool_errors = [record for record in caplog.records if "cannot be" in record.getMessage()]
     assert len(spool_errors) == 2, [record.getMessage() for record in spool_errors]  # opened, then written
+
+
+class GatedStore:
+    """A store that takes its writes only while the gate is open: one slower than the feed."""
+
+    description = "a gated test store"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.written: list[Batch] = []
+
+    async def write(self, batch: Batch) -> None:
+        await self.gate.wait()
+        self.written.append(batch)
+
+
+async def test_a_store_slower_than_the_feed_gets_the_backlog_through_the_spool_not_dropped(tmp_path: Path) -> None:
+    store = GatedStore()
+    writer = StoreWriter(store, tmp_path / "spool", max_backlog_rows=3 * (ROWS + 1),  # type: ignore[arg-type]
+                         retry_seconds=RETRY_SECONDS)
+    await writer.start()
+    try:
+        for number in range(1, 11):
+            writer.submit(numbered_batch(number, ROWS))
+        assert await eventually(lambda: writer.spooled_rows >= 8 * (ROWS + 1)), writer.report()
+        store.gate.set()
+        assert await eventually(lambda: idle(writer, 10 * (ROWS + 1))), writer.report()
+    finally:
+        await writer.stop()
+    assert writer.dropped_rows == 0 and writer.replayed_rows == writer.spooled_rows, writer.report()
+    assert [batch.signals[0].ts for batch in store.written] == [numbered_batch(n, ROWS).signals[0].ts
+                                                                 for n in range(1, 11)]
