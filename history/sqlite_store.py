@@ -7,8 +7,9 @@ budget or a read-only file surface as StoreUnavailable, which the writer answers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,11 @@ from models.config import HistoryConfig
 
 T = TypeVar("T")
 PAGE_BYTES = 4096
+OUTAGE_CODES = frozenset((sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
+                          sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CORRUPT,
+                          sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL))
+"""The file or its disk failing (full, read-only, locked, unreadable): the rows wait in the spool. Any other
+error (no such table, a bad value) is the batch's or the code's, and the batch is set aside instead."""
 
 
 def _dump_json(value: Any) -> str:
@@ -135,7 +141,7 @@ class SQLiteStore:
 
     def _write(self, batch: Batch) -> None:
         db = self._db()
-        try:
+        with self._outages():
             db.execute("BEGIN IMMEDIATE")
             try:
                 for attribute, table in BATCH_TABLES:
@@ -147,8 +153,17 @@ class SQLiteStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def _outages(self) -> Iterator[None]:
+        """An outage of the file (see OUTAGE_CODES) becomes StoreUnavailable; other errors pass unchanged."""
+        try:
+            yield
         except sqlite3.OperationalError as error:
-            raise StoreUnavailable(f"{self.description}: {error}") from error
+            code = getattr(error, "sqlite_errorcode", None)
+            if code is None or code & 0xFF in OUTAGE_CODES:  # an extended code (SQLITE_IOERR_WRITE) holds the primary
+                raise StoreUnavailable(f"{self.description}: {error}") from error
+            raise
 
     async def maintain(self, now_ms: int) -> list[str]:
         return await self._run(self._maintain, now_ms)
@@ -167,13 +182,11 @@ class SQLiteStore:
         ]
         done = []
         db = self._db()
-        try:
+        with self._outages():
             for table, condition, cutoff in deletions:
                 deleted = db.execute(f"DELETE FROM {table} WHERE {condition}", (cutoff,)).rowcount
                 if deleted:
                     done.append(f"deleted {deleted} rows from {table} (retention)")
-        except sqlite3.OperationalError as error:
-            raise StoreUnavailable(f"{self.description}: {error}") from error
         return done
 
     # --- reads -----------------------------------------------------------------------------------
@@ -185,10 +198,8 @@ class SQLiteStore:
             sql += f" LIMIT {int(limit)}"
 
         def select() -> list[Any]:
-            try:
+            with self._outages():
                 return [table.from_record(record, orjson.loads) for record in self._db().execute(sql, args)]
-            except sqlite3.OperationalError as error:
-                raise StoreUnavailable(f"{self.description}: {error}") from error
 
         return await self._run(select)
 

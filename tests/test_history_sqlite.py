@@ -109,6 +109,15 @@ async def test_the_disk_budget_fills_like_a_disk_and_says_so(tmp_path: Path):
     await budget.close()
 
 
+async def test_an_error_of_the_batch_or_the_schema_is_not_taken_for_an_outage(store: SQLiteStore):
+    """An outage keeps rows in the spool until the store is back; this error never goes away by waiting, so the
+    writer must get it as it is and set the batch aside."""
+    with contextlib.closing(sqlite3.connect(store.path)) as other:  # someone broke the schema
+        other.execute("DROP TABLE watchlist_series_agg")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await store.write(Batch(series=[series_bar(T0)]))
+
+
 async def test_a_full_store_costs_one_error_and_no_row(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     """The disk budget reached: the writer logs one ERROR, spools, and once retention freed space replays every
     batch in order; the process never stops taking batches."""
