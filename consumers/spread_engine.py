@@ -70,6 +70,8 @@ class SpreadEngine:
         self._events: aio_pika.abc.AbstractExchange | None = None
         self._events_out: asyncio.Queue[OpportunityEvent] = asyncio.Queue()
         self.invalid_messages = 0
+        self._quotes: aio_pika.abc.AbstractChannel | None = None
+        self._events_publisher: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.universe_follower = UniverseFollower(config.universe_dir, config.discovery.watch_seconds,
                                                   self._follow_universe, self.evaluator.universe, log)
@@ -84,11 +86,11 @@ class SpreadEngine:
         self._events = await channel.declare_exchange(
             self.config.spreads.analytics_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        quotes = await self._connection.channel()
-        await quotes.set_qos(prefetch_count=1000)
-        await subscribe_quotes(quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
-        self._tasks = [asyncio.create_task(self._publish_events_in_order(), name="spread-events"),
-                       asyncio.create_task(self._release_held(), name="spread-release"),
+        self._quotes = await self._connection.channel()
+        await self._quotes.set_qos(prefetch_count=1000)
+        await subscribe_quotes(self._quotes, self.config.rabbitmq.exchange, self._on_quote, self._on_invalid)
+        self._events_publisher = asyncio.create_task(self._publish_events_in_order(), name="spread-events")
+        self._tasks = [asyncio.create_task(self._release_held(), name="spread-release"),
                        asyncio.create_task(self._sweep_stale(), name="spread-stale-sweep"),
                        asyncio.create_task(self.universe_follower.run(), name="spread-universe-follower")]
         universe = self.evaluator.universe
@@ -103,15 +105,18 @@ class SpreadEngine:
                 f"{self.snapshots.stats.published} snapshots published, {self.invalid_messages} invalid messages")
 
     async def stop(self) -> None:
-        publisher, others = self._tasks[:1], self._tasks[1:]
-        for task in others:
+        """Stop making events (quotes, sweeps), then let the ones made go out, then close."""
+        if self._quotes is not None:
+            with contextlib.suppress(Exception):  # a channel the broker already closed
+                await self._quotes.close()
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):  # the events already made go out, if the broker takes them
-            await asyncio.wait_for(self._events_out.join(), EVENTS_DRAIN_SECONDS)
-        for task in publisher:
-            task.cancel()
-        await asyncio.gather(*publisher, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._events_publisher is not None:
+            with contextlib.suppress(TimeoutError):  # the events already made go out, if the broker takes them
+                await asyncio.wait_for(self._events_out.join(), EVENTS_DRAIN_SECONDS)
+            self._events_publisher.cancel()
+            await asyncio.gather(self._events_publisher, return_exceptions=True)
         if self._connection is not None:
             await self._connection.close()
         await self.snapshots.close()
