@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -139,6 +140,8 @@ def _weighted_mean(values: Iterable[tuple[float | None, int]]) -> float | None:
 
 TIME_FORMATS = ("ms since epoch or ISO-8601 (2025-12-06T08:00:00Z; UTC when no zone is given), between 1970 and "
                 "the year 9999")
+READING = web.RequestKey("history_store", HistoryStore)
+"""Where a request keeps the store it reads (a store is closed only once no request reads it)."""
 EVENT_ID = re.compile(r"[\w.-]{1,200}")
 """<SYMBOL>.<buy>.<sell>.<start ms>: anything else names no event (and never reaches the store)."""
 LAST_EPOCH_MS = 253_402_300_799_999
@@ -213,6 +216,9 @@ class HistoryApi:
         self.state = state
         self._store: HistoryStore | None = None
         self._opening = asyncio.Lock()
+        self._readers: Counter[HistoryStore] = Counter()
+        """Requests reading each store now: a store that failed is closed once its last reader is done."""
+        self._retired: set[HistoryStore] = set()
         self._universe: tuple[tuple[int, int], Universe] | None = None
         """((mtime_ns, size) of universe.json, the universe read from it)."""
 
@@ -226,25 +232,44 @@ class HistoryApi:
 
     async def close(self) -> None:
         store, self._store = self._store, None
-        if store is not None:
-            await store.close()
+        for each in {*self._retired, *([store] if store is not None else [])}:
+            await each.close()
+        self._retired.clear()
 
     # --- the store ---------------------------------------------------------------------------------------
 
-    async def store(self) -> HistoryStore:
-        """The open store; the first call (and the first after a failure) opens it, for reading only."""
+    async def store(self, request: web.Request) -> HistoryStore:
+        """The open store, for this request's reads; the first call (and the first after a failure) opens it, for
+        reading only."""
         async with self._opening:
-            if self._store is not None:
-                return self._store
-            store = open_store(self.config.history)
-            try:
-                await store.open(migrate=False)
-            except (SchemaTooNew, StoreUnavailable):
-                await store.close()  # its connection attempt's resources (SQLite: a thread) go with it
-                raise
-            log.info("monitor: reading history from %s", store.description)
-            self._store = store
-            return store
+            if self._store is None:
+                store = open_store(self.config.history)
+                try:
+                    await store.open(migrate=False)
+                except (SchemaTooNew, StoreUnavailable):
+                    await store.close()  # its connection attempt's resources (SQLite: a thread) go with it
+                    raise
+                log.info("monitor: reading history from %s", store.description)
+                self._store = store
+        request[READING] = self._store
+        self._readers[self._store] += 1
+        return self._store
+
+    def _retire(self, store: HistoryStore | None) -> None:
+        """The next request opens the store afresh; this one is closed when the requests reading it are done."""
+        if store is not None and store is self._store:
+            self._store = None
+            self._retired.add(store)
+
+    async def _done_reading(self, store: HistoryStore | None) -> None:
+        if store is None:
+            return
+        self._readers[store] -= 1
+        if self._readers[store] <= 0:
+            del self._readers[store]
+            if store in self._retired:
+                self._retired.discard(store)
+                await store.close()
 
     def _reading(self, handler: Callable[[web.Request], Awaitable[web.Response]]
                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -255,8 +280,10 @@ class HistoryApi:
             except SchemaTooNew as error:
                 return error_response(503, "history_schema_too_new", str(error))
             except StoreUnavailable as error:
-                await self.close()
+                self._retire(request.get(READING))
                 return error_response(503, "history_unavailable", _with_hint(str(error)))
+            finally:
+                await self._done_reading(request.get(READING))
 
         return handle
 
@@ -321,7 +348,7 @@ class HistoryApi:
             raise bad_request("direction", f"direction must look like spread.BTCUSDT.okx-spot.binance, not {text!r}")
         step_text, step_ms = parse_step(query, self.config.history.series_bucket_seconds)
         from_ms, to_ms = parse_window(query, CHART_WINDOW_MS, MAX_SPREAD_WINDOW_MS)
-        store = await self.store()
+        store = await self.store(request)
         bars = await store.series(direction.symbol, direction.buy, direction.sell, from_ms - MIDLINE_MS, to_ms)
         scanned = await store.events(direction.symbol, from_ms - EVENT_LOOKBACK_MS, to_ms, EVENTS_SCANNED)
         events = sorted((event for event in scanned if event.buy == direction.buy and event.sell == direction.sell
@@ -378,14 +405,14 @@ class HistoryApi:
         limit = query.integer("limit", 100, 1, 1000, cap=True)
         from_ms, to_ms = parse_window(query, None, None)
         symbol = None if text is None else self.universe_name(text)
-        events = await (await self.store()).events(symbol, from_ms, to_ms, limit)
+        events = await (await self.store(request)).events(symbol, from_ms, to_ms, limit)
         return json_response({"symbol": symbol, "from": from_ms, "to": to_ms, "limit": limit, "count": len(events),
                               "events": [event_row(event) for event in events]})
 
     async def event(self, request: web.Request) -> web.Response:
         Query(request.query, ())
         event_id = request.match_info["event_id"]
-        store = await self.store()
+        store = await self.store(request)
         event = await store.event(event_id) if EVENT_ID.fullmatch(event_id) else None
         if event is None:
             return error_response(404, "event_not_found", f"no event {event_id[:200]!r} in the history store")
@@ -404,7 +431,7 @@ class HistoryApi:
             raise bad_request("symbol", f"{exchange} lists no perpetual {text!r} that the monitor or the universe "
                                         "knows; give its ccxt symbol, e.g. BTC/USDT:USDT")
         from_ms, to_ms = parse_window(query, FUNDING_WINDOW_MS, MAX_FUNDING_WINDOW_MS)
-        changes = await (await self.store()).funding_changes(exchange, symbol, from_ms, to_ms)
+        changes = await (await self.store(request)).funding_changes(exchange, symbol, from_ms, to_ms)
         return json_response({"exchange": exchange, "symbol": symbol, "from": from_ms, "to": to_ms,
                               "count": len(changes), "changes": changes})
 
