@@ -87,12 +87,13 @@ def name_from_word(word: str) -> str | None:
     return None
 
 
-def resample(bars: Iterable[SeriesBar], step_ms: int, from_ms: int) -> list[dict[str, Any]]:
+def resample(bars: Iterable[SeriesBar], step_ms: int, from_ms: int, bucket_ms: int = 300_000
+             ) -> list[dict[str, Any]]:
     """Series buckets merged into steps of step_ms (aligned to the epoch), only steps from from_ms on.
 
     open is the first bucket's, close the last's, high/low the extremes, the means weighted by snapshots.
-    midline_15m is the snapshot-weighted net_mean of the buckets in the 15 minutes up to each step's end,
-    counting buckets before from_ms: pass those in for a full midline at the window's start."""
+    midline_15m is the snapshot-weighted net_mean of the buckets (of bucket_ms) overlapping the 15 minutes up to
+    each step's end, counting buckets before from_ms: pass those in for a full midline at the window's start."""
     ordered = sorted(bars, key=lambda bar: bar.ts)
     starts = [bar.ts for bar in ordered]
     weighted_net = [0.0]
@@ -108,7 +109,7 @@ def resample(bars: Iterable[SeriesBar], step_ms: int, from_ms: int) -> list[dict
     points = []
     for start, group in groups.items():
         end = start + step_ms
-        first, last = bisect.bisect_left(starts, end - MIDLINE_MS), bisect.bisect_left(starts, end)
+        first, last = bisect.bisect_right(starts, end - MIDLINE_MS - bucket_ms), bisect.bisect_left(starts, end)
         trailing = weights[last] - weights[first]
         points.append({
             "ts": start,
@@ -358,7 +359,7 @@ class HistoryApi:
             "direction": direction.key, "symbol": direction.symbol, "buy": direction.buy, "sell": direction.sell,
             "from": from_ms, "to": to_ms, "step": step_text, "step_ms": step_ms,
             "entry_pct": spreads.entry_pct, "exit_pct": spreads.exit_pct,
-            "points": resample(bars, step_ms, from_ms),
+            "points": resample(bars, step_ms, from_ms, self.config.history.series_bucket_seconds * 1000),
             "events": [{"event_id": event.event_id, "start_ts": event.start_ts, "end_ts": event.end_ts,
                         "status": event.status} for event in events],
             "funding_times": await self.funding_times(store, direction, events, from_ms, to_ms),

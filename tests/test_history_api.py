@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,12 @@ async def test_a_store_of_a_newer_schema_answers_503_with_its_reason(tmp_path: P
         url = await serve_monitor_routes(config, exits)
         status, body = await get(f"{url}/api/events")
         assert status == 503 and body["error"] == "history_schema_too_new" and "999" in body["message"], body
+
+
+def test_with_hour_buckets_the_midline_is_the_bucket_overlapping_the_last_15_minutes() -> None:
+    """history.series_bucket_seconds may be longer than the midline's 15 minutes (it was always null then)."""
+    hour = 60 * MIN
+    bars = [replace(BARS[0], ts=T0, net_mean=0.2, snapshots=10), replace(BARS[0], ts=T0 + hour, net_mean=0.4,
+                                                                         snapshots=30)]
+    points = resample(bars, hour, T0, bucket_ms=hour)
+    assert [(point["ts"], point["midline_15m"]) for point in points] == [(T0, 0.2), (T0 + hour, 0.4)]
