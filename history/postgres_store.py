@@ -377,10 +377,13 @@ class PostgresStore:
         return await self._fetch(SERIES, "WHERE symbol = $1 AND buy = $2 AND sell = $3 AND ts BETWEEN $4 AND $5 "
                                          "ORDER BY ts", symbol, buy, sell, from_ms, to_ms)
 
-    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int) -> list[SignalEvent]:
+    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int,
+                     direction: tuple[str, str] | None = None) -> list[SignalEvent]:
+        buy, sell = direction or (None, None)
         return await self._fetch(EVENTS, "WHERE ($1::text IS NULL OR symbol = $1) AND start_ts BETWEEN $2 AND $3 "
+                                         "AND ($5::text IS NULL OR (buy = $5 AND sell = $6)) "
                                          "ORDER BY start_ts DESC, event_id DESC LIMIT $4",
-                                 symbol, from_ms, to_ms, limit)
+                                 symbol, from_ms, to_ms, limit, buy, sell)
 
     async def open_events(self) -> list[SignalEvent]:
         return await self._fetch(EVENTS, "WHERE status <> 'closed' ORDER BY end_ts, event_id")

@@ -218,11 +218,14 @@ class SQLiteStore:
         return await self._select(SERIES, "symbol = ? AND buy = ? AND sell = ? AND ts BETWEEN ? AND ?",
                                   (symbol, buy, sell, from_ms, to_ms), "ts")
 
-    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int) -> list[SignalEvent]:
-        if symbol is None:
-            return await self._select(EVENTS, "start_ts BETWEEN ? AND ?", (from_ms, to_ms), "start_ts DESC", limit)
-        return await self._select(EVENTS, "symbol = ? AND start_ts BETWEEN ? AND ?", (symbol, from_ms, to_ms),
-                                  "start_ts DESC", limit)
+    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int,
+                     direction: tuple[str, str] | None = None) -> list[SignalEvent]:
+        where, args = "start_ts BETWEEN ? AND ?", (from_ms, to_ms)
+        if symbol is not None:
+            where, args = f"symbol = ? AND {where}", (symbol, *args)
+        if direction is not None:
+            where, args = f"buy = ? AND sell = ? AND {where}", (*direction, *args)
+        return await self._select(EVENTS, where, args, "start_ts DESC, event_id DESC", limit)
 
     async def open_events(self) -> list[SignalEvent]:
         return await self._select(EVENTS, "status <> 'closed'", (), "end_ts, event_id")

@@ -53,8 +53,10 @@ class HistoryStore(Protocol):
     async def series(self, symbol: str, buy: str, sell: str, from_ms: int, to_ms: int) -> list[SeriesBar]:
         """watchlist_series_agg rows of one direction with from_ms <= ts <= to_ms, oldest first."""
 
-    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int) -> list[SignalEvent]:
-        """Events that started within [from_ms, to_ms] (of one universe symbol, or all), newest first."""
+    async def events(self, symbol: str | None, from_ms: int, to_ms: int, limit: int,
+                     direction: tuple[str, str] | None = None) -> list[SignalEvent]:
+        """Events that started within [from_ms, to_ms] (of one universe symbol, or all; of one (buy, sell)
+        direction of it, or all), newest first."""
 
     async def event(self, event_id: str) -> SignalEvent | None: ...
 

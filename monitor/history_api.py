@@ -46,8 +46,8 @@ FUNDING_WINDOW_MS = 7 * DAY_MS
 MAX_FUNDING_WINDOW_MS = 31 * DAY_MS
 EVENT_LOOKBACK_MS = DAY_MS
 """An event that started up to this long before a chart's window and is still running in it is drawn too."""
-EVENTS_SCANNED = 2000
-"""Events of the symbol (every direction) read for one chart: far more than a day of one symbol produces."""
+EVENTS_SCANNED = 10_000
+"""Events of the direction read for one chart (8 days at most): far more than a direction produces."""
 QUOTES = ("USDT", "USDC")
 RECORDER_HINT = "run python -m consumers.recorder to record history"
 STEP = re.compile(r"^(\d{1,6})([smhd])$")
@@ -351,9 +351,9 @@ class HistoryApi:
         from_ms, to_ms = parse_window(query, CHART_WINDOW_MS, MAX_SPREAD_WINDOW_MS)
         store = await self.store(request)
         bars = await store.series(direction.symbol, direction.buy, direction.sell, from_ms - MIDLINE_MS, to_ms)
-        scanned = await store.events(direction.symbol, from_ms - EVENT_LOOKBACK_MS, to_ms, EVENTS_SCANNED)
-        events = sorted((event for event in scanned if event.buy == direction.buy and event.sell == direction.sell
-                         and event.end_ts >= from_ms), key=lambda event: event.start_ts)
+        scanned = await store.events(direction.symbol, from_ms - EVENT_LOOKBACK_MS, to_ms, EVENTS_SCANNED,
+                                     (direction.buy, direction.sell))
+        events = sorted((event for event in scanned if event.end_ts >= from_ms), key=lambda event: event.start_ts)
         spreads = self.config.spreads
         return json_response({
             "direction": direction.key, "symbol": direction.symbol, "buy": direction.buy, "sell": direction.sell,

@@ -94,6 +94,8 @@ async def test_every_table_is_written_and_read_back(store: PostgresStore) -> Non
     assert await store.events(None, DAY0, DAY0 + DAY_MS, limit=10) == [late, early]
     assert await store.events("BTC/USDT", DAY0, DAY0 + DAY_MS, limit=10) == [early]
     assert await store.events(None, DAY0, DAY0 + DAY_MS, limit=1) == [late]
+    assert await store.events(None, DAY0, DAY0 + DAY_MS, 10, (early.buy, early.sell)) == [late, early]
+    assert await store.events(None, DAY0, DAY0 + DAY_MS, 10, ("bybit", early.sell)) == []
     assert await store.event(late.event_id) == late
     assert (early.status, late.status) == ("new", "closed") and await store.open_events() == [early]
     assert await store.event("nope") is None
