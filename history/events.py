@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from history.rows import SignalEvent, SignalSample
+from history.sampling import Direction
 from models.analytics import source_word, symbol_word
 
 CORE_FIGURES = ("spread_pct", "net_pct", "executable_net_pct", "funding_diff_8h_pct", "funding_apr_pct")
 """Aggregated into features_agg (first, last, mean, max, min, n) over an event's triggered samples."""
-Direction = tuple[str, str, str]
 
 
 def event_id(symbol: str, buy: str, sell: str, start_ts: int) -> str:

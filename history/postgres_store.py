@@ -25,7 +25,20 @@ import orjson
 
 from history.migrations import latest_version, migrations
 from history.rows import Batch, FundingChange, Outcome, SeriesBar, SignalEvent, SignalSample
-from history.schema import BATCH_TABLES, BY_NAME, EVENTS, FUNDING, OUTCOMES, QUOTES, SERIES, SIGNALS, Table
+from history.schema import (
+    BATCH_TABLES,
+    BY_NAME,
+    EVENTS,
+    FUNDING,
+    OUTCOMES,
+    QUOTES,
+    SERIES,
+    SIGNALS,
+    Table,
+    expired_rows,
+    on_conflict_sql,
+    upsert_sql,
+)
 from history.store import DAY_MS, TABLES, SchemaTooNew, StoreUnavailable, safe_dsn
 from models.config import HistoryConfig
 
@@ -58,15 +71,8 @@ def _as_is(value: Any) -> Any:
 
 
 @cache
-def _on_conflict(table: Table) -> str:
-    updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in table.updated_columns)
-    return f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
-
-
-@cache
-def upsert_sql(table: Table) -> str:
-    placeholders = ", ".join(f"${i}" for i in range(1, len(table.columns) + 1))
-    return f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({placeholders}) {_on_conflict(table)}"
+def insert_sql(table: Table) -> str:
+    return upsert_sql(table, lambda index: f"${index}")
 
 
 def staging_table(table: Table) -> str:
@@ -82,7 +88,7 @@ def create_staging_sql(table: Table) -> str:
 @cache
 def merge_staging_sql(table: Table) -> str:
     columns = ", ".join(table.columns)
-    return f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staging_table(table)} {_on_conflict(table)}"
+    return f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staging_table(table)} {on_conflict_sql(table)}"
 
 
 def records(table: Table, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -293,7 +299,7 @@ class PostgresStore:
         (measured on 2 cores, PostgreSQL 15: ~45,000 rows/s against ~20,000 from a few hundred rows on; at 20 rows
         pipelined INSERTs are twice as fast)."""
         if len(rows) < COPY_MIN_ROWS:
-            await connection.executemany(upsert_sql(table), rows)
+            await connection.executemany(insert_sql(table), rows)
             return
         await connection.execute(create_staging_sql(table))
         await connection.copy_records_to_table(staging_table(table), records=rows, columns=table.columns)
@@ -338,22 +344,13 @@ class PostgresStore:
         return done
 
     async def _delete_old_rows(self, connection: asyncpg.Connection, now_ms: int) -> list[str]:
-        event_cutoff = now_ms - int(self._config.event_retention_days * DAY_MS)
-        series_cutoff = now_ms - int(self._config.series_retention_days * DAY_MS)
-        statements = (
-            (OUTCOMES.name, "DELETE FROM future_outcome WHERE event_id IN "
-                            "(SELECT event_id FROM watch_signal_event WHERE start_ts < $1)", event_cutoff),
-            (EVENTS.name, "DELETE FROM watch_signal_event WHERE start_ts < $1", event_cutoff),
-            (FUNDING.name, "DELETE FROM funding_change WHERE ts < $1", event_cutoff),
-            (SERIES.name, "DELETE FROM watchlist_series_agg WHERE ts < $1", series_cutoff),
-        )
         done = []
         async with connection.transaction():
-            for table, sql, cutoff in statements:
-                status = await connection.execute(sql, cutoff)
+            for table, condition, cutoff in expired_rows(self._config, now_ms, "$1", raw_tables=False):
+                status = await connection.execute(f"DELETE FROM {table} WHERE {condition}", cutoff)
                 deleted = int(status.rsplit(" ", 1)[-1])
                 if deleted:
-                    done.append(f"deleted {deleted} rows from {table}")
+                    done.append(f"deleted {deleted} rows from {table} (retention)")
         return done
 
     # -- reads -------------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ from operator import attrgetter
 from typing import Any
 
 from history.rows import FundingChange, Outcome, QuoteSample, SeriesBar, SignalEvent, SignalSample
+from models.config import HistoryConfig
+
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,20 @@ def _json_indexes(table: Table) -> tuple[int, ...]:
     return tuple(index for index, column in enumerate(table.columns) if column in table.json_columns)
 
 
+@cache
+def on_conflict_sql(table: Table) -> str:
+    """ON CONFLICT (natural key) DO UPDATE: the last write of a key wins, so a replay changes nothing. The same
+    clause on SQLite and PostgreSQL."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in table.updated_columns)
+    return f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
+
+
+def upsert_sql(table: Table, placeholder: Callable[[int], str]) -> str:
+    """INSERT of one row with the backend's placeholders (? or $1, $2, ...) and on_conflict_sql."""
+    values = ", ".join(placeholder(index) for index in range(1, len(table.columns) + 1))
+    return f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES ({values}) {on_conflict_sql(table)}"
+
+
 SIGNALS = Table("watch_signal_raw", SignalSample, ("symbol", "buy", "sell", "ts"), "ts", ("meta",),
                 bool_columns=("triggered",))
 QUOTES = Table("market_quote_sample", QuoteSample, ("exchange", "market", "symbol", "ts"), "ts")
@@ -74,6 +91,25 @@ EVENTS = Table("watch_signal_event", SignalEvent, ("event_id",), "start_ts", ("f
                (("duration_sec", "duration_sec"),))
 OUTCOMES = Table("future_outcome", Outcome, ("event_id", "horizon_min"), "start_ts")
 SERIES = Table("watchlist_series_agg", SeriesBar, ("symbol", "buy", "sell", "ts"), "ts")
+
+def expired_rows(config: HistoryConfig, now_ms: int, placeholder: str, raw_tables: bool = True
+                 ) -> list[tuple[str, str, int]]:
+    """(table, WHERE clause with the backend's placeholder for the cutoff, cutoff) of the rows past their
+    retention, outcomes before their events. PostgreSQL drops the raw tables' day partitions instead of deleting
+    rows from them (raw_tables=False)."""
+    raw_cutoff = now_ms - int(config.raw_retention_days * DAY_MS)
+    event_cutoff = now_ms - int(config.event_retention_days * DAY_MS)
+    series_cutoff = now_ms - int(config.series_retention_days * DAY_MS)
+    raw = [(SIGNALS.name, f"ts < {placeholder}", raw_cutoff), (QUOTES.name, f"ts < {placeholder}", raw_cutoff)]
+    return [
+        *(raw if raw_tables else []),
+        (OUTCOMES.name, f"event_id IN (SELECT event_id FROM {EVENTS.name} WHERE start_ts < {placeholder})",
+         event_cutoff),
+        (EVENTS.name, f"start_ts < {placeholder}", event_cutoff),
+        (FUNDING.name, f"ts < {placeholder}", event_cutoff),
+        (SERIES.name, f"ts < {placeholder}", series_cutoff),
+    ]
+
 
 BATCH_TABLES: tuple[tuple[str, Table], ...] = (
     ("signals", SIGNALS), ("quotes", QUOTES), ("funding", FUNDING), ("events", EVENTS), ("series", SERIES),

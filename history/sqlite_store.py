@@ -18,8 +18,19 @@ import orjson
 
 from history.migrations import latest_version, migrations
 from history.rows import Batch, FundingChange, Outcome, SeriesBar, SignalEvent, SignalSample
-from history.schema import BATCH_TABLES, BY_NAME, EVENTS, FUNDING, OUTCOMES, SERIES, SIGNALS, Table
-from history.store import DAY_MS, TABLES, SchemaTooNew, StoreUnavailable
+from history.schema import (
+    BATCH_TABLES,
+    BY_NAME,
+    EVENTS,
+    FUNDING,
+    OUTCOMES,
+    SERIES,
+    SIGNALS,
+    Table,
+    expired_rows,
+    upsert_sql,
+)
+from history.store import TABLES, SchemaTooNew, StoreUnavailable
 from models.config import HistoryConfig
 
 T = TypeVar("T")
@@ -33,15 +44,6 @@ error (no such table, a bad value) is the batch's or the code's, and the batch i
 
 def _dump_json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def upsert_sql(table: Table, placeholder: Callable[[int], str], excluded: str = "excluded") -> str:
-    """INSERT ... ON CONFLICT (key) DO UPDATE: the last write of a key wins, so a replay changes nothing."""
-    columns = table.columns
-    values = ", ".join(placeholder(index) for index in range(1, len(columns) + 1))
-    updates = ", ".join(f"{column} = {excluded}.{column}" for column in table.updated_columns)
-    return (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values}) "
-            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}")
 
 
 class SQLiteStore:
@@ -169,21 +171,10 @@ class SQLiteStore:
         return await self._run(self._maintain, now_ms)
 
     def _maintain(self, now_ms: int) -> list[str]:
-        config = self.config
-        raw_cutoff = now_ms - int(config.raw_retention_days * DAY_MS)
-        event_cutoff = now_ms - int(config.event_retention_days * DAY_MS)
-        series_cutoff = now_ms - int(config.series_retention_days * DAY_MS)
-        deletions = [
-            ("watch_signal_raw", "ts < ?", raw_cutoff), ("market_quote_sample", "ts < ?", raw_cutoff),
-            ("future_outcome", "event_id IN (SELECT event_id FROM watch_signal_event WHERE start_ts < ?)",
-             event_cutoff),
-            ("watch_signal_event", "start_ts < ?", event_cutoff), ("funding_change", "ts < ?", event_cutoff),
-            ("watchlist_series_agg", "ts < ?", series_cutoff),
-        ]
         done = []
         db = self._db()
         with self._outages():
-            for table, condition, cutoff in deletions:
+            for table, condition, cutoff in expired_rows(self.config, now_ms, "?"):
                 deleted = db.execute(f"DELETE FROM {table} WHERE {condition}", (cutoff,)).rowcount
                 if deleted:
                     done.append(f"deleted {deleted} rows from {table} (retention)")

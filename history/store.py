@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from history.rows import Batch, FundingChange, Outcome, SeriesBar, SignalEvent, SignalSample
+from history.schema import BATCH_TABLES, DAY_MS
 from models.config import HistoryConfig
 
-TABLES = ("watch_signal_raw", "market_quote_sample", "funding_change", "watch_signal_event", "future_outcome",
-          "watchlist_series_agg")
+TABLES = tuple(table.name for _, table in BATCH_TABLES)
 """Every table of the logical schema (schema_version aside), in the order a batch writes them."""
-
-DAY_MS = 86_400_000
+__all__ = ["DAY_MS", "TABLES", "HistoryStore", "SchemaTooNew", "StoreUnavailable", "open_store", "safe_dsn"]
 
 
 class StoreUnavailable(Exception):

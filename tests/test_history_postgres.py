@@ -146,22 +146,22 @@ async def test_partitions_roll_over_and_retention_deletes_old_rows(database: str
         ))
         assert await store.maintain(DAY0 + DAY_MS + 12 * HOUR) == [
             "created partition watch_signal_raw_p20251110", "created partition market_quote_sample_p20251110",
-            "deleted 1 rows from watchlist_series_agg",
+            "deleted 1 rows from watchlist_series_agg (retention)",
         ]
         assert await store.maintain(DAY0 + DAY_MS + 12 * HOUR) == []  # nothing left to do that day
         # 2025-11-07 now lies wholly before now - 2 days; the event and the funding of 11-07 are 3.5 days old
         assert await store.maintain(DAY0 + 2 * DAY_MS + 12 * HOUR + 1) == [
             "created partition watch_signal_raw_p20251111", "dropped partition watch_signal_raw_p20251107",
             "created partition market_quote_sample_p20251111", "dropped partition market_quote_sample_p20251107",
-            "deleted 1 rows from watchlist_series_agg",
+            "deleted 1 rows from watchlist_series_agg (retention)",
         ]
         assert (await store.row_counts())["watch_signal_raw"] == 2
         # a day later 11-08 goes, and what happened on 11-07 is past the 4 days of events
         assert await store.maintain(DAY0 + 3 * DAY_MS + 1) == [
             "created partition watch_signal_raw_p20251112", "dropped partition watch_signal_raw_p20251108",
             "created partition market_quote_sample_p20251112", "dropped partition market_quote_sample_p20251108",
-            "deleted 2 rows from future_outcome", "deleted 1 rows from watch_signal_event",
-            "deleted 1 rows from funding_change",
+            "deleted 2 rows from future_outcome (retention)", "deleted 1 rows from watch_signal_event (retention)",
+            "deleted 1 rows from funding_change (retention)",
         ]
         assert await store.row_counts() == {
             "watch_signal_raw": 1, "market_quote_sample": 1, "funding_change": 1, "watch_signal_event": 1,
