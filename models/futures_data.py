@@ -115,8 +115,13 @@ class FuturesData(_Contract):
 
 def routing_key(exchange: str, symbol: str, market: str = "futures") -> str:
     """`futures.binance.BTCUSDT` for BTC/USDT:USDT: the symbol's base and quote, without separators."""
+    return f"{market}.{exchange}.{key_word(symbol)}"
+
+
+def key_word(symbol: str) -> str:
+    """The symbol's word in routing keys and the API: 1000PEPE/USDT:USDT -> 1000PEPEUSDT."""
     base_quote = symbol.split(":", 1)[0]
-    return f"{market}.{exchange}.{base_quote.replace('/', '').replace('-', '').replace('.', '')}"
+    return base_quote.replace("/", "").replace("-", "").replace(".", "")
 
 
 _MULTIPLIED_BASE = re.compile(r"^(?P<prefix>1(?:0{2,})|1M|k)(?P<coin>[A-Z][A-Z0-9]*)$")

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from models.config import AppConfig
-from models.futures_data import routing_key
+from models.futures_data import key_word
 from monitor import health, views
 from monitor.params import Query, bad_request
 from monitor.state import MonitorState, now_ms
@@ -84,7 +84,7 @@ class Api:
                 continue
             if market is not None and message.market != market:
                 continue
-            if symbol is not None and symbol not in (ccxt_symbol, routing_key("", ccxt_symbol).rsplit(".", 1)[1]):
+            if symbol is not None and symbol not in (ccxt_symbol, key_word(ccxt_symbol)):
                 continue
             rows.append(views.market_row(source, entry.at, message, at))
         return json_response({"at": at, "count": len(rows), "markets": rows})

@@ -29,7 +29,7 @@ from history.rows import SeriesBar, SignalEvent
 from history.store import DAY_MS, HistoryStore, SchemaTooNew, StoreUnavailable, open_store
 from models.analytics import symbol_word
 from models.config import AppConfig, ExchangeName
-from models.futures_data import routing_key
+from models.futures_data import key_word
 from models.universe import UNIVERSE_FILE, Universe, read_universe
 from monitor.params import Query, bad_request
 from monitor.state import MonitorState, now_ms
@@ -327,13 +327,13 @@ class HistoryApi:
         if "/" in text:
             return text
         for source, symbol in self.state.markets:
-            if source == exchange and _venue_word(symbol) == text:
+            if source == exchange and key_word(symbol) == text:
                 return symbol
         universe = self.universe()
         if universe is not None:
             for entry in universe.symbols:
                 for listing in entry.listings:
-                    if listing.source == exchange and text in (_venue_word(listing.symbol), symbol_word(entry.name)):
+                    if listing.source == exchange and text in (key_word(listing.symbol), symbol_word(entry.name)):
                         return listing.symbol
         return None
 
@@ -435,11 +435,6 @@ class HistoryApi:
         changes = await (await self.store(request)).funding_changes(exchange, symbol, from_ms, to_ms)
         return json_response({"exchange": exchange, "symbol": symbol, "from": from_ms, "to": to_ms,
                               "count": len(changes), "changes": changes})
-
-
-def _venue_word(ccxt_symbol: str) -> str:
-    """1000PEPE/USDT:USDT -> 1000PEPEUSDT, the word of its routing key."""
-    return routing_key("", ccxt_symbol).rsplit(".", 1)[1]
 
 
 def _with_hint(message: str) -> str:
