@@ -34,7 +34,6 @@ from history.store import TABLES, SchemaTooNew, StoreUnavailable
 from models.config import HistoryConfig
 
 T = TypeVar("T")
-PAGE_BYTES = 4096
 OUTAGE_CODES = frozenset((sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_READONLY,
                           sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CORRUPT,
                           sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL))
@@ -81,7 +80,8 @@ class SQLiteStore:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
                 if self.config.sqlite_max_size_mb is not None:
-                    pages = self.config.sqlite_max_size_mb * 1024 * 1024 // PAGE_BYTES
+                    page_bytes = connection.execute("PRAGMA page_size").fetchone()[0]
+                    pages = self.config.sqlite_max_size_mb * 1024 * 1024 // page_bytes
                     connection.execute(f"PRAGMA max_page_count = {int(pages)}")
             self._check_version(connection, migrate)
         except sqlite3.Error as error:
