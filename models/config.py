@@ -233,8 +233,8 @@ class HistoryConfig(_Section):
     spool_dir: str = Field(default="data/history_spool", description="batches wait here while the store is down")
     max_backlog_rows: int = Field(
         default=1_000_000, ge=1000,
-        description="rows kept in memory when neither the store nor the spool can take them (a full disk); "
-        "beyond it the oldest are dropped and counted",
+        description="rows kept in memory: beyond it a slow store's backlog goes to the spool, and when the spool "
+        "cannot be written either (a full disk) the oldest are dropped and counted",
     )
     queue: str = Field(
         default="futures_history_recorder", min_length=1, max_length=255,
