@@ -61,6 +61,8 @@ class EventMerger:
         for event in sorted((event for event in events if event.status != "closed"), key=lambda e: e.end_ts):
             direction = (event.symbol, event.buy, event.sell)
             held = self.open.get(direction)
+            if held is not None and held.event_id == event.event_id:
+                continue  # this run's own event, already written by it
             if held is not None and direction not in resumed:
                 superseded.append(event)  # this run's own event came after it
                 continue
