@@ -63,7 +63,9 @@ def test_secrets_in_dot_env_reach_every_entry_point_and_the_environment_wins(
     (tmp_path / ".env").write_text("HISTORY_POSTGRES_DSN=postgresql://rec:s3cret@db:5432/history\n"
                                    "RABBITMQ_URL=amqp://u:p@from-dotenv:5672/\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HISTORY_POSTGRES_DSN", raising=False)  # restored (unset) afterwards, whatever .env set
+    # set first, so that monkeypatch restores the original (unset) afterwards, whatever .env put there
+    monkeypatch.setenv("HISTORY_POSTGRES_DSN", "postgresql://placeholder@nowhere/db")
+    monkeypatch.delenv("HISTORY_POSTGRES_DSN")
     monkeypatch.setenv("RABBITMQ_URL", "amqp://u:p@from-environment:5672/")
     config = load_config(path)
     assert config.history.postgres_dsn is not None
