@@ -10,9 +10,9 @@ from aiohttp import web
 from models.config import AppConfig
 from models.futures_data import key_word
 from monitor import health, views
+from monitor.http import json_response
 from monitor.params import Query, bad_request
 from monitor.state import MonitorState, now_ms
-from monitor.watchlist import json_response
 
 STATIC = Path(__file__).parent / "static"
 DATA_FLOWS_SECONDS = 30.0

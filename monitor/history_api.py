@@ -31,9 +31,9 @@ from models.analytics import symbol_word
 from models.config import AppConfig, ExchangeName
 from models.futures_data import key_word
 from models.universe import UNIVERSE_FILE, Universe, read_universe
+from monitor.http import error_response, json_response
 from monitor.params import Query, bad_request
 from monitor.state import MonitorState, now_ms
-from monitor.watchlist import error_response, json_response
 
 log = logging.getLogger("monitor")
 

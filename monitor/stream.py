@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from monitor.http import error_response
 from monitor.params import Query
 from monitor.views import SORT_FIGURES
-from monitor.watchlist import error_response
 
 log = logging.getLogger("monitor")
 
