@@ -194,6 +194,65 @@ class MonitorConfig(_Section):
     )
 
 
+class TelegramConfig(_Section):
+    """A chat the monitor's alerts go to through the Telegram Bot API; the bot token comes from the environment
+    (TELEGRAM_BOT_TOKEN, or .env), never from this file."""
+
+    enabled: bool = Field(default=False, description="the switch's state at first start (later: the saved one)")
+    chat_id: str | None = Field(
+        default=None, description="the chat, group or @channel; a number works too, e.g. -1001234567890"
+    )
+    api_base: str = Field(default="https://api.telegram.org", description="the Bot API's address (tests: a local one)")
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class WebhookConfig(_Section):
+    """A URL the monitor POSTs each alert to as JSON (Slack-like relays, PagerDuty, a user's own service)."""
+
+    enabled: bool = Field(default=False, description="the switch's state at first start (later: the saved one)")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="http(s)://... that takes a JSON POST")
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+
+
+class AlertKindsConfig(_Section):
+    """Which alerts are sent at all (each channel has its own on/off switch besides)."""
+
+    opportunity_opened: bool = True
+    opportunity_closed: bool = True
+    source_stale: bool = Field(default=True, description="a source went stale or down, and came back")
+    broker: bool = Field(default=True, description="a collector's (or the monitor's) broker connection lost/restored")
+    heartbeats: bool = Field(default=True, description="a collector's status heartbeats stopped, and resumed")
+
+
+class AlertsConfig(_Section):
+    """Alerts from python -m monitor: Telegram and a generic webhook, rate-limited, switchable at run time."""
+
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    kinds: AlertKindsConfig = Field(default_factory=AlertKindsConfig)
+    min_opportunity_net_pct: float = Field(
+        default=0.0, description="opportunity alerts only for a net % at open of at least this (spreads.entry_pct "
+        "already gates what opens)"
+    )
+    repeat_seconds: float = Field(default=300, ge=0, le=86400, description="the same alert key at most once per this")
+    max_per_minute: int = Field(
+        default=20, ge=1, le=1000, description="alerts sent per minute; more are summed up in one digest message"
+    )
+    outbox_size: int = Field(default=1000, ge=10, le=100_000, description="messages waiting per channel; beyond, "
+                             "the oldest are dropped and counted")
+    state_file: str | None = Field(
+        default="data/alerts_state.json", description="where the channels' on/off switches are kept across restarts"
+    )
+    dashboard_url: str | None = Field(
+        default=None, description="the dashboard's address in links (default: http://<monitor.host>:<monitor.port>/ui)"
+    )
+
+
 class HistoryConfig(_Section):
     """python -m consumers.recorder: the history and research store (SQLite by default, PostgreSQL at scale)."""
 
@@ -310,6 +369,7 @@ class AppConfig(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
 
     @field_validator("exchanges", mode="before")

@@ -32,6 +32,8 @@ class MonitorBus:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._logged_invalid: set[str] = set()
         self._acks = GroupedAcks()
+        self.connected = False
+        """Whether the monitor's own connection to RabbitMQ is up now (the alerts say so when it is not)."""
 
     async def start(self) -> None:
         rabbitmq = self.config.rabbitmq
@@ -39,6 +41,9 @@ class MonitorBus:
             rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} monitor"},
             connection_class=QuietRobustConnection,
         )
+        self.connected = True
+        self._connection.close_callbacks.add(self._lost)
+        self._connection.reconnect_callbacks.add(self._restored)  # type: ignore[attr-defined]
         try:
             analytics = self.config.spreads.analytics_exchange
             await self._consume(rabbitmq.exchange, ("futures.#", "spot.#"), "market", self._on_market)
@@ -48,6 +53,12 @@ class MonitorBus:
         except BaseException:
             await self.stop()
             raise
+
+    def _lost(self, *_: object) -> None:
+        self.connected = False
+
+    def _restored(self, *_: object) -> None:
+        self.connected = True
 
     async def stop(self) -> None:
         await self._acks.close()

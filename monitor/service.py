@@ -6,6 +6,7 @@ collectors' status heartbeats (futures_collector_status), keeps the newest of ea
     GET  /health  /snapshot  /api/spreads  /api/spreads/history  /api/opportunities  /api/exchanges
     GET|POST|DELETE /api/watchlist   POST /api/watchlist/touch   (forwarded to the collector's control queue)
     GET  /api/history/spreads  /api/events  /api/events/{event_id}  /api/funding/history   (the recorder's store)
+    GET  /api/alerts   POST /api/alerts/{telegram|webhook}/toggle   (Telegram and webhook alerts: config alerts)
     WS   /ws/stream   GET /ui  /ui/data   GET /metrics
 
 Listens on config.json's monitor.host:monitor.port (127.0.0.1:8080 by default).
@@ -20,9 +21,11 @@ import sys
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from alerts.service import AlertService
 from consumers.runner import run_main
 from control.client import ControlClient
 from models.config import AppConfig
+from monitor.alerts_api import AlertsApi
 from monitor.api import Api
 from monitor.bus import MonitorBus
 from monitor.history_api import HistoryApi
@@ -47,6 +50,7 @@ class MonitorService:
         self.state = MonitorState(closed_kept=settings.closed_opportunities,
                                   spread_max_age_ms=config.spreads.max_quote_age_ms)
         self.bus = MonitorBus(config, self.state)
+        self.alerts = AlertService(config, self.state, lambda: self.bus.connected)
         self.api = Api(config, self.state)
         self.hub = StreamHub(self.api.frame, settings.max_ws_clients, settings.max_top)
         self.control = ControlClient(config.rabbitmq.amqp_url(), config.control.queue,
@@ -59,6 +63,7 @@ class MonitorService:
         registry.register(metrics)
         history = HistoryApi(config, self.state)
         self.app.add_routes([*self.api.routes(), *watchlist.routes(), *history.routes(),
+                             *AlertsApi(self.alerts).routes(),
                              web.get("/ws/stream", self.hub.handle), web.get("/metrics", metrics_handler(registry))])
         self.app.on_shutdown.append(lambda _: self.hub.close())
         self.app.on_cleanup.append(lambda _: history.close())
@@ -83,6 +88,7 @@ class MonitorService:
         self.port = self._runner.addresses[0][1]
         log.info("monitor: dashboard on http://%s:%d/ui, API and /metrics on the same port",
                  settings.host, self.port)
+        await self.alerts.start(self.port)
         self._connecting = asyncio.create_task(self._connect_bus(), name="monitor-bus")
         await asyncio.wait({self._connecting}, timeout=BUS_START_WAIT_SECONDS)
 
@@ -99,6 +105,7 @@ class MonitorService:
                 delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
+        await self.alerts.stop()
         if self._connecting is not None:
             self._connecting.cancel()
             await asyncio.gather(self._connecting, return_exceptions=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from consumers.spread_engine import SpreadEngine
 from main import FuturesScan
-from models.config import AppConfig
+from models.config import AlertsConfig, AppConfig
 from monitor.service import MonitorService
 from simulator.server import Simulator
 from tests.helpers import collector_config, delete_names, discover_on
@@ -36,7 +36,8 @@ class MonitorStack:
         return f"http://127.0.0.1:{self.monitor.port}"
 
 
-async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack) -> MonitorStack:
+async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack,
+                      alerts: AlertsConfig | None = None) -> MonitorStack:
     simulator = Simulator(venues=VENUES, port=0, rate=10)
     await simulator.start()
     exits.push_async_callback(simulator.stop)
@@ -57,6 +58,7 @@ async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack) -
     })
     config.monitor = config.monitor.model_copy(update={"port": 0, "max_ws_clients": 5, "max_top": 50,
                                                        "control_timeout_seconds": 3})
+    config.alerts = alerts or AlertsConfig(state_file=None)
     exits.push_async_callback(remove_names, broker_url, config)
 
     collector = FuturesScan(config)

@@ -27,6 +27,8 @@ def test_the_example_config_is_valid_and_documents_every_section() -> None:
     assert set(raw["spreads"]) == set(type(config.spreads).model_fields)
     assert set(raw["tracker"]) == set(type(config.tracker).model_fields)
     assert set(raw["history"]) == set(type(config.history).model_fields)
+    assert set(raw["alerts"]) == set(type(config.alerts).model_fields)
+    assert set(raw["alerts"]["kinds"]) == set(type(config.alerts.kinds).model_fields)
     assert [exchange.name for exchange in config.exchanges] == list(VENUE_NAMES)  # every venue
     assert config.markets == ["futures", "spot"]
     assert config.rabbitmq.exchange == "futures_data"
