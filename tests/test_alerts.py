@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -52,6 +53,15 @@ def opened(symbol: str = "1000PEPE/USDT", key: str = "opportunity_opened:1") -> 
                  "http://127.0.0.1:8080/ui#spread.1000PEPEUSDT.mexc-spot.binance")
 
 
+@asynccontextmanager
+async def running(channel: Channel) -> AsyncIterator[Channel]:
+    channel.start()
+    try:
+        yield channel
+    finally:
+        await channel.stop()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = NOW
@@ -63,12 +73,9 @@ class Clock:
 async def test_a_message_reaches_the_chat_escaped_as_html(session: aiohttp.ClientSession,
                                                          bot_api: FakeBotApi) -> None:
     channel = telegram(session, bot_api)
-    channel.start()
-    try:
+    async with running(channel):
         channel.offer(opened())
         assert await eventually(lambda: channel.sent == 1)
-    finally:
-        await channel.stop()
     (message,) = bot_api.delivered
     assert message["chat_id"] == "-100123" and message["parse_mode"] == "HTML"
     assert message["link_preview_options"] == {"is_disabled": True}
@@ -83,12 +90,9 @@ async def test_a_429_is_waited_out_and_the_message_still_goes(session: aiohttp.C
                                                              bot_api: FakeBotApi) -> None:
     bot_api.answers = ["429"]
     channel = telegram(session, bot_api)
-    channel.start()
-    try:
+    async with running(channel):
         channel.offer(opened())
         assert await eventually(lambda: channel.sent == 1)
-    finally:
-        await channel.stop()
     refused, taken = bot_api.requests
     assert (refused.answered, taken.answered) == (429, 200)
     assert taken.at - refused.at >= bot_api.retry_after * 0.95
@@ -100,13 +104,10 @@ async def test_failures_are_counted_and_never_show_the_token(session: aiohttp.Cl
     """400 (a wrong chat) is given up on at once; 500 after three tries; a Bot API that never answers times out."""
     bot_api.answers = ["400", "500", "500", "500", "hang", "hang", "hang"]
     channel = telegram(session, bot_api, timeout_seconds=0.5)
-    channel.start()
-    try:
+    async with running(channel):
         for number in range(3):
             channel.offer(opened(key=f"k{number}"))
         assert await eventually(lambda: channel.failed == 3, timeout=30), channel.status()
-    finally:
-        await channel.stop()
     assert channel.sent == 0 and len(bot_api.requests) == 7
     assert "TimeoutError" in (channel.last_error or "")
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
@@ -201,12 +202,9 @@ async def test_the_webhook_gets_the_alert_as_json(session: aiohttp.ClientSession
     port = runner.addresses[0][1]
     hook = Webhook(session, f"http://user:secret@127.0.0.1:{port}/hooks/futures-scan?key=abc", 5.0)
     channel = Channel("webhook", hook.send, enabled=True, outbox_size=10)
-    channel.start()
-    try:
+    async with running(channel):
         channel.offer(opened())
         assert await eventually(lambda: channel.sent == 1)
-    finally:
-        await channel.stop()
         await runner.cleanup()
     (body,) = received
     assert body["kind"] == "opportunity_opened" and body["at"] == NOW
