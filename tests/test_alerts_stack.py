@@ -107,6 +107,16 @@ async def test_a_silent_venue_gives_stale_then_back(stack: MonitorStack, bot_api
 async def test_the_switch_stops_sending_at_once_and_resumes(stack: MonitorStack, bot_api: FakeBotApi) -> None:
     url = f"{stack.base_url}/api/alerts"
     async with aiohttp.ClientSession() as session:
+        token_before = os.environ.get("MONITOR_TOKEN")
+        os.environ["MONITOR_TOKEN"] = "s3cret-monitor-token"
+        try:
+            async with session.post(f"{url}/telegram/toggle", json={"enabled": False}) as response:
+                assert response.status == 401, "MONITOR_TOKEN set: the switch needs it"
+        finally:
+            if token_before is None:
+                del os.environ["MONITOR_TOKEN"]
+            else:
+                os.environ["MONITOR_TOKEN"] = token_before
         async with session.post(f"{url}/telegram/toggle", json={"enabled": False}) as response:
             assert response.status == 200 and (await response.json())["enabled"] is False
         before = len(bot_api.requests)
