@@ -85,6 +85,8 @@ class AlertWatch:
 
     def _bus(self, at: int) -> bool:
         up = self.bus_connected()
+        if self._bus_up is None and not up:
+            return False  # still connecting at start: its log says so; lost and restored count once it was up
         if self._bus_up is not None and up != self._bus_up:
             kind = "broker_restored" if up else "broker_lost"
             self.notify(Alert(kind, f"{kind}:monitor", "the monitor's own connection to RabbitMQ", at,
