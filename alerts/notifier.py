@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from alerts.channel import Channel
 from alerts.messages import Alert, AlertKind, Held
 from models.config import AlertsConfig
 from utils.atomic_file import write_atomically
+from utils.statistics import now_ms as wall_now_ms
 
 log = logging.getLogger("alerts")
 
@@ -29,15 +29,11 @@ SWITCHED_BY: dict[AlertKind, str] = {
 """The alerts.kinds switch of each kind (a pair's two halves share one)."""
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Notifier:
     """Statistics: raised, repeats_suppressed, held (over the per-minute limit, waiting for the digest), digests."""
 
     def __init__(self, config: AlertsConfig, channels: list[Channel],
-                 now_ms: Callable[[], int] = wall_clock_ms) -> None:
+                 now_ms: Callable[[], int] = wall_now_ms) -> None:
         self.config = config
         self.channels = {channel.name: channel for channel in channels}
         self._now_ms = now_ms

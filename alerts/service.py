@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 
 from alerts.channel import Channel
-from alerts.notifier import Notifier, wall_clock_ms
+from alerts.notifier import Notifier
 from alerts.telegram import TOKEN_VARIABLE, TelegramBot
 from alerts.watch import AlertWatch
 from alerts.webhook import Webhook
 from models.config import AppConfig
 from monitor.state import MonitorState
+from utils.statistics import now_ms
 
 log = logging.getLogger("alerts")
 
@@ -96,6 +97,6 @@ class AlertService:
         while True:
             await asyncio.sleep(CHECK_SECONDS)
             try:
-                watch.check(wall_clock_ms())
+                watch.check(now_ms())
             except Exception:
                 log.exception("alerts: the check failed; it runs again in %s s", CHECK_SECONDS)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -41,6 +40,7 @@ from history.schema import (
 )
 from history.store import DAY_MS, TABLES, SchemaTooNew, StoreUnavailable, safe_dsn
 from models.config import HistoryConfig
+from utils.statistics import now_ms as wall_now_ms
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ COPY_MIN_ROWS = 50
 """From this many rows of a table in a batch on, COPY beats pipelined INSERTs (see PostgresStore._upsert)."""
 CONNECT_TIMEOUT_SECONDS = 10.0
 COMMAND_TIMEOUT_SECONDS = 120.0
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # How each table's statements look on PostgreSQL (the logical schema itself is history.schema's).
@@ -135,7 +131,7 @@ class PostgresStore:
     """HistoryStore on PostgreSQL. `now_ms` is the clock that decides which rows are past retention on write
     (tests inject one; maintain() takes its time as an argument)."""
 
-    def __init__(self, dsn: str, config: HistoryConfig, now_ms: Callable[[], int] = wall_clock_ms,
+    def __init__(self, dsn: str, config: HistoryConfig, now_ms: Callable[[], int] = wall_now_ms,
                  pool_size: int = 2) -> None:
         self.description = "postgresql " + safe_dsn(dsn)
         self.skipped_rows = 0
