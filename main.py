@@ -23,6 +23,7 @@ from control.service import ControlService
 from control.state_store import StateStore
 from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
+from models.shard import Shard
 from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 from publishers.status_heartbeat import StatusHeartbeat
@@ -89,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --demo: the simulator lists N perpetuals per venue (realistic names, e.g. 300; default: 25 majors)",
     )
     parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="stream only shard K of N of the symbols (a stable hash of each symbol decides; shards never overlap "
+        "and together cover the set); this process gets its own connection name, control queue, state file and "
+        "metrics port (<name>-shard-K-of-N, metrics port + K - 1). Wins over config.json's \"shard\"",
+    )
+    parser.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="override logging.level from the config",
@@ -100,7 +108,28 @@ def resolve_config(args: argparse.Namespace) -> AppConfig:
     config = load_config(config_path(args.config, example_if_missing=args.demo))
     if args.log_level:
         config.logging.level = args.log_level
+    if args.shard is not None:
+        try:
+            config.shard = str(Shard.parse(args.shard))
+        except ValueError as error:
+            raise ConfigError(f"--shard: {error}") from None
+    name_shard(config)
     return config
+
+
+def name_shard(config: AppConfig) -> None:
+    """A shard's own connection name, control queue, state file and metrics port, so several run side by side
+    (on one host or many) without answering each other's commands or overwriting each other's state."""
+    shard = config.shard_of()
+    if shard.count == 1:
+        return
+    config.rabbitmq.connection_name = f"{config.rabbitmq.connection_name}-{shard.label}"
+    config.control.queue = f"{config.control.queue}.{shard.label}"
+    if config.control.state_file:
+        state_file = Path(config.control.state_file)
+        config.control.state_file = str(state_file.with_name(f"{state_file.stem}.{shard.label}{state_file.suffix}"))
+    if config.metrics.port:
+        config.metrics.port += shard.index - 1
 
 
 def check_universe(config: AppConfig) -> None:
@@ -178,7 +207,9 @@ class FuturesScan:
                 return read_universe(universe_dir).futures_symbols()
 
         base = universe_symbols() if universe_symbols is not None else config.symbols
-        self.registry = SymbolRegistry(base, StateStore(control.state_file) if control.state_file else None)
+        self.registry = SymbolRegistry(
+            base, StateStore(control.state_file) if control.state_file else None, config.shard_of()
+        )
         if self.registry.restore():
             log.info("restored symbol changes and watchlist from %s", control.state_file)
         keys = load_api_keys(config.api_keys_file, [exchange.name for exchange in config.exchanges])
@@ -204,7 +235,8 @@ class FuturesScan:
         self.listener = (
             ControlListener(
                 config.rabbitmq.amqp_url(), control.queue, control.responses_exchange, self.control,
-                control.max_message_bytes, connection_name=f"{config.rabbitmq.connection_name} control",
+                control.max_message_bytes, collector_name=config.rabbitmq.connection_name,
+                broadcast_exchange=control.broadcast_exchange,
             )
             if control.enabled
             else None
@@ -234,10 +266,13 @@ class FuturesScan:
         await self.publisher.start()
         if self.metrics is not None and await self.metrics.start():
             self.publisher.observe_latency_seconds = self.metrics.receipt_to_publish.observe
+        shard = self.registry.shard
+        owned = [symbol for symbol in self.registry.symbols if shard.owns(symbol)]
         log.info(
-            "collecting %s from %s",
-            ", ".join(self.registry.symbols),
+            "collecting %s from %s%s",
+            ", ".join(owned) or "nothing yet",
             ", ".join(collector.venue.source_id for collector in self.collectors),
+            f" (shard {shard}: {len(owned)} of the {len(self.registry.symbols)} symbols)" if shard.count > 1 else "",
         )
         self._tasks = [
             asyncio.create_task(keep_running(collector), name=collector.venue.source_id)

@@ -6,7 +6,9 @@ acknowledged only after its reply is sent. A request that makes the handler fail
 and acknowledged, so a poison message is never redelivered forever.
 
 Replies go to the topic exchange `futures_collector_responses` under `control.response.<command>`,
-and also to the request's `reply_to` queue when it names one (the usual RPC shape).
+and also to the request's `reply_to` queue when it names one (the usual RPC shape). Each reply names the
+collector that sent it, since a command sent to the broadcast exchange (every collector's queue is bound to
+it) gets one reply per collector.
 """
 
 from __future__ import annotations
@@ -34,14 +36,18 @@ class ControlListener:
         responses_exchange: str,
         service: ControlService,
         max_message_bytes: int,
-        connection_name: str = "futures-scan control",
+        collector_name: str = "futures-scan",
+        broadcast_exchange: str | None = None,
     ) -> None:
+        """`collector_name` is rabbitmq.connection_name; the queue is also bound to `broadcast_exchange` (fanout)."""
         self._url = url
         self._queue_name = queue
+        self._broadcast_name = broadcast_exchange
+        self._collector_name = collector_name
         self._responses_name = responses_exchange
         self._service = service
         self._max_bytes = max_message_bytes
-        self._connection_name = connection_name
+        self._connection_name = f"{collector_name} control"
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._responses: AbstractExchange | None = None
@@ -57,7 +63,8 @@ class ControlListener:
         except BaseException:
             await self._connection.close()
             raise
-        log.info("listening for control commands on queue %s", self._queue_name)
+        log.info("listening for control commands on queue %s%s", self._queue_name,
+                 f" and exchange {self._broadcast_name} (to all collectors)" if self._broadcast_name else "")
 
     async def _subscribe(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel()
@@ -66,6 +73,11 @@ class ControlListener:
             self._responses_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
         queue = await self._channel.declare_queue(self._queue_name, durable=True)
+        if self._broadcast_name is not None:
+            broadcast = await self._channel.declare_exchange(
+                self._broadcast_name, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            await queue.bind(broadcast)
         await queue.consume(self._on_message)
 
     def _on_reconnected(self, _connection: AbstractRobustConnection) -> None:
@@ -78,6 +90,7 @@ class ControlListener:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         reply = await self._handle(message)
+        reply.collector = self._collector_name
         try:
             await self._send(reply, message)
         except Exception as error:

@@ -157,6 +157,9 @@ class Reply(BaseModel):
     data: dict[str, Any] | None = None
     error: ErrorCode | None = None
     timestamp: int = Field(description="ms since epoch UTC")
+    collector: str | None = Field(
+        default=None, description="rabbitmq.connection_name of the collector that answered: tells several apart"
+    )
 
     def routing_key(self) -> str:
         name = self.command if self.command and COMMAND_NAME.match(self.command) else "error"

@@ -5,6 +5,9 @@ kept as a difference against config.json: symbols added at run time stay added, 
 stay removed, and a later edit of config.json still takes effect for everything else. The watchlist
 holds (exchange, symbol) pairs that expire on their own; a venue streams a symbol while either the
 symbol set or its watchlist wants it.
+
+With several collectors sharded by symbol (models/shard.py), every shard keeps the whole symbol set and
+watchlist (a command sent to all of them changes all alike) and streams only the symbols it owns.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 from control.state_store import CollectorState, StateStore, WatchRecord
+from models.shard import WHOLE, Shard
 
 
 def now_ms() -> int:
@@ -33,7 +37,8 @@ class WatchEntry:
 
 
 class SymbolRegistry:
-    def __init__(self, config_symbols: Iterable[str], store: StateStore | None = None) -> None:
+    def __init__(self, config_symbols: Iterable[str], store: StateStore | None = None, shard: Shard = WHOLE) -> None:
+        self.shard = shard
         self._base = list(dict.fromkeys(config_symbols))
         self._added: list[str] = []
         self._removed: set[str] = set()
@@ -105,7 +110,9 @@ class SymbolRegistry:
     # --- what each venue streams ------------------------------------------------------------------
 
     def wanted(self, exchange: str) -> set[str]:
-        return set(self.symbols) | {symbol for venue, symbol in self._watchlist if venue == exchange}
+        """What this collector streams on a venue: its shard of the symbol set and of that venue's watchlist."""
+        symbols = set(self.symbols) | {symbol for venue, symbol in self._watchlist if venue == exchange}
+        return {symbol for symbol in symbols if self.shard.owns(symbol)}
 
     # --- persistence ------------------------------------------------------------------------------
 

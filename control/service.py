@@ -108,9 +108,14 @@ class ControlService:
         self._refuse_unlisted([symbol], listing)
         self.registry.add(symbol)
         await self._commit()
-        return f"Symbol {symbol} added successfully", {
+        message = f"Symbol {symbol} added successfully"
+        owned = self.registry.shard.owns(symbol)
+        if not owned:
+            message += f"; another shard streams it (this collector is shard {self.registry.shard})"
+        return message, {
             "symbol": symbol,
             **listing,
+            "streamed_here": owned,
             "current_symbols": self.registry.symbols,
         }
 
@@ -146,6 +151,7 @@ class ControlService:
         return "Symbols retrieved successfully", {
             "symbols": symbols,
             "count": len(symbols),
+            "shard": str(self.registry.shard),
             "streaming": {name: sorted(collector.states) for name, collector in self.collectors.items()},
         }
 

@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from models.shard import WHOLE, Shard
+
 ExchangeName = Literal["binance", "bybit", "okx", "bitget", "gateio", "htx", "mexc", "kucoin"]
 """Venues the collector knows; each has its module in collectors/venues/."""
 MarketName = Literal["futures", "spot"]
@@ -118,6 +120,11 @@ class ControlConfig(_Section):
     state_file: str | None = Field(
         default="state/collector_state.json",
         description="where symbol changes and the watchlist are kept across restarts; null = not kept",
+    )
+    broadcast_exchange: str | None = Field(
+        default="futures_collector_control_all", min_length=1, max_length=255,
+        description="fanout exchange every collector binds its control queue to: a command sent there reaches "
+        "them all (scripts/control_client.py --all); null = direct commands only",
     )
     max_message_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
     default_watch_ttl_seconds: int = Field(default=86400, ge=1, le=365 * 86400)
@@ -371,6 +378,19 @@ class AppConfig(_Section):
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api_keys_file: str | None = Field(default=".env.keys", description="JSON of keys per exchange; optional")
+    shard: str | None = Field(
+        default=None,
+        description="K/N: stream only the symbols whose hash falls to shard K of N (python main.py --shard K/N "
+        "wins); connection name, control queue, state file and metrics port get the shard's own",
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_is_k_of_n(cls, shard: str | None) -> str | None:
+        return None if shard is None else str(Shard.parse(shard))
+
+    def shard_of(self) -> Shard:
+        return WHOLE if self.shard is None else Shard.parse(self.shard)
 
     @field_validator("exchanges", mode="before")
     @classmethod

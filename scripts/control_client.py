@@ -3,6 +3,11 @@
 Prints the collector's reply as JSON (indented on a terminal). Exit status: 0 success, 1 the
 collector answered with an error, 3 no reply within --timeout, 4 RabbitMQ or the control queue
 is not there.
+
+With --all the command goes to every collector (sharded by venue or by symbol) through the broadcast
+exchange; the answer merges theirs (which collector streams what, counters summed) and lists each
+reply. It waits until every live collector (one whose status heartbeat arrives) answered, for --expect
+replies, or for --timeout; exit status 3 then names the live collectors that did not answer.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aio_pika
 import orjson
 
+from control import merge
 from control.client import ControlClient, ControlTimeout, ControlUnreachable, new_request
 
 EXIT_OK, EXIT_ERROR_REPLY, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 3, 4
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_QUEUE = "futures_collector_control"
+DEFAULT_BROADCAST_EXCHANGE = "futures_collector_control_all"
+DEFAULT_STATUS_EXCHANGE = "futures_collector_status"
 
 EXAMPLES = {
     "add_symbol": 'add_symbol "SOL/USDT:USDT"',
@@ -37,6 +45,7 @@ EXAMPLES = {
     "watch_remove": 'watch_remove "DOGE/USDT:USDT"',
     "get_watchlist": "get_watchlist",
     "reload_universe": "reload_universe",
+    "all": "--all get_statistics",
 }
 
 
@@ -53,6 +62,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queue", default=DEFAULT_QUEUE,
                         help=f"the collector's control queue (default {DEFAULT_QUEUE})")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default 10)")
+    parser.add_argument("--all", action="store_true", dest="to_all",
+                        help="send to every collector through the broadcast exchange and merge their replies")
+    parser.add_argument("--expect", type=int, metavar="N",
+                        help="with --all: done after N replies (default: when every live collector answered)")
+    parser.add_argument("--broadcast-exchange", default=DEFAULT_BROADCAST_EXCHANGE,
+                        help=f"with --all: control.broadcast_exchange (default {DEFAULT_BROADCAST_EXCHANGE})")
+    parser.add_argument("--status-exchange", default=DEFAULT_STATUS_EXCHANGE,
+                        help=f"with --all: rabbitmq.status_exchange, where live collectors beat (default "
+                        f"{DEFAULT_STATUS_EXCHANGE})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -79,7 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     watch_remove.add_argument("--exchanges", help="comma-separated venues (default: all)")
     command("get_watchlist", "every watched pair with its expiry and status")
     command("reload_universe", 'with "symbols": "auto", apply the universe scripts/discover.py wrote last')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.expect is not None and not args.to_all:
+        parser.error("--expect only applies with --all")
+    return args
 
 
 def request_for(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,6 +129,38 @@ async def call(url: str, queue: str, request: dict[str, Any], wait_seconds: floa
     return (EXIT_OK if reply.get("success") else EXIT_ERROR_REPLY), reply
 
 
+async def call_all(args: argparse.Namespace, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    client = ControlClient(args.url, args.queue, connection_name="futures-scan control_client --all")
+    try:
+        gathered = await client.request_all(
+            request, args.broadcast_exchange, args.status_exchange, args.timeout, args.expect
+        )
+    except ControlUnreachable as error:
+        return EXIT_UNREACHABLE, _local_error(request, "unreachable", str(error))
+    finally:
+        await client.close()
+    replies, missing = gathered.replies, gathered.missing
+    if not replies:
+        return EXIT_TIMEOUT, _local_error(request, "timeout", f"no collector replied within {args.timeout:g} s")
+    success = merge.merged_success(replies)
+    answered = ", ".join(sorted(replies))
+    message = f"{len(replies)} collector(s) answered: {answered}"
+    if missing:
+        message += f"; no reply from live collector(s) {', '.join(missing)} within {args.timeout:g} s"
+    merged = {
+        "correlation_id": request["correlation_id"],
+        "success": success and not missing,
+        "command": request["command"],
+        "message": message,
+        "collectors": sorted(replies),
+        "missing": missing,
+        "data": merge.merge_data(request["command"], replies),
+        "replies": dict(sorted(replies.items())),
+        "timestamp": time.time_ns() // 1_000_000,
+    }
+    return (EXIT_TIMEOUT if missing else EXIT_OK if success else EXIT_ERROR_REPLY), merged
+
+
 def _local_error(request: dict[str, Any], code: str, message: str) -> dict[str, Any]:
     return {
         "correlation_id": request["correlation_id"],
@@ -123,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     request = request_for(args)
     try:
-        status, reply = asyncio.run(call(args.url, args.queue, request, args.timeout))
+        if args.to_all:
+            status, reply = asyncio.run(call_all(args, request))
+        else:
+            status, reply = asyncio.run(call(args.url, args.queue, request, args.timeout))
     except (OSError, aio_pika.exceptions.AMQPConnectionError) as error:
         status, reply = EXIT_UNREACHABLE, _local_error(request, "unreachable", f"RabbitMQ: {error}")
     option = orjson.OPT_INDENT_2 if sys.stdout.isatty() else 0

@@ -30,8 +30,9 @@ async def test_commands_are_answered_again_after_the_broker_closes_the_listeners
     service = ControlService(
         SymbolRegistry(["BTC/USDT:USDT"]), [], Statistics([], PublisherStats(), LatencyWindow()), 60
     )
-    name = f"futures-scan-test-{uuid.uuid4().hex[:8]} control"
-    listener = ControlListener(broker.url, queue, responses, service, 65536, connection_name=name)
+    collector = f"futures-scan-test-{uuid.uuid4().hex[:8]}"
+    name = f"{collector} control"
+    listener = ControlListener(broker.url, queue, responses, service, 65536, collector_name=collector)
     peer = ControlPeer(broker.url, queue, responses)
     await listener.start()
     try:
