@@ -2,6 +2,8 @@
 
     python main.py                      # collect with config.json
     python main.py --demo               # offline: the built-in exchange simulator, started as a child process
+    python main.py --shard 2/4          # one of four processes, each streaming its share of the symbols
+    python main.py --workers 2          # two such processes on this host under this one
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import contextlib
 import logging
 import signal
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from collectors.exchange_collector import ExchangeCollector
 from collectors.venues import sources_for
+from control import merge
 from control.listener import ControlListener
 from control.registry import SymbolRegistry
 from control.service import ControlService
 from control.state_store import StateStore
 from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
-from models.shard import Shard
+from models.shard import MAX_SHARDS, Shard
 from models.universe import read_universe
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 from publishers.status_heartbeat import StatusHeartbeat
@@ -33,8 +40,11 @@ from utils.config_loader import ConfigError, config_path, load_api_keys, load_co
 from utils.logger import setup_logging
 from utils.prometheus_metrics import MetricsServer
 from utils.statistics import Statistics
+from utils.worker_pool import Worker, WorkerPool
 
 log = logging.getLogger("main")
+
+MAIN = Path(__file__).resolve()
 
 COLLECTOR_RESTART_SECONDS = 5.0
 DEMO_RATE = 5.0
@@ -97,6 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "metrics port (<name>-shard-K-of-N, metrics port + K - 1). Wins over config.json's \"shard\"",
     )
     parser.add_argument(
+        "--workers",
+        type=workers_count,
+        metavar="N",
+        help="run N collector processes on this host, shards 1/N..N/N (as --shard), under this one: it forwards "
+        "Ctrl+C/SIGTERM, restarts a crashed one with a growing pause, and prints the merged final statistics. "
+        "With --demo they share one simulator",
+    )
+    parser.add_argument("--simulator-endpoints", help=argparse.SUPPRESS)  # --workers --demo: the shared simulator
+    parser.add_argument("--final-statistics", help=argparse.SUPPRESS)  # --workers: where a shard leaves its totals
+    parser.add_argument(
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="override logging.level from the config",
@@ -104,10 +124,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def workers_count(text: str) -> int:
+    count = int(text) if text.isdigit() else 0
+    if not 1 <= count <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes, 1..{MAX_SHARDS}")
+    return count
+
+
 def resolve_config(args: argparse.Namespace) -> AppConfig:
     config = load_config(config_path(args.config, example_if_missing=args.demo))
     if args.log_level:
         config.logging.level = args.log_level
+    if args.workers is not None and (args.shard is not None or config.shard is not None):
+        raise ConfigError("--workers N starts shards 1/N..N/N itself: drop --shard and config.json's \"shard\"")
     if args.shard is not None:
         try:
             config.shard = str(Shard.parse(args.shard))
@@ -320,26 +349,54 @@ class FuturesScan:
                 delay = min(delay * 2, 30.0)
 
 
+async def start_demo_simulator(config: AppConfig, args: argparse.Namespace) -> SimulatorProcess | None:
+    """--demo: the simulator as a child process, every configured exchange pointed at it; None if it failed."""
+    simulator = SimulatorProcess(
+        venues=[exchange.name for exchange in config.exchanges],
+        port=args.demo_port,
+        rate=demo_rate(args),
+        extra_args=demo_simulator_args(args),
+    )
+    try:
+        await simulator.start()
+    except (SimulatorExited, TimeoutError) as error:
+        log.error("demo: the exchange simulator did not start: %s", error or "no answer within 60 s")
+        return None
+    point_at_simulator(config, simulator)
+    log.info(
+        "demo: exchanges point at the simulator on %s; move prices with POST %s/admin/shift "
+        '{"exchange": "binance", "symbol": "BTC/USDT:USDT", "bps": 50, "seconds": 60}',
+        simulator.http_base, simulator.http_base,
+    )
+    return simulator
+
+
+@dataclass
+class AttachedSimulator:
+    """A simulator another process started (the --workers parent's): its ccxt overrides, read from a file."""
+
+    ccxt: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, path: str) -> AttachedSimulator:
+        return cls(orjson.loads(Path(path).read_bytes())["ccxt"])
+
+    @property
+    def venues(self) -> list[str]:
+        return list(self.ccxt)
+
+    def ccxt_config(self, venue: str) -> dict[str, Any]:
+        return self.ccxt[venue]
+
+
 async def run(config: AppConfig, args: argparse.Namespace) -> int:
     simulator: SimulatorProcess | None = None
     if args.demo:
-        simulator = SimulatorProcess(
-            venues=[exchange.name for exchange in config.exchanges],
-            port=args.demo_port,
-            rate=demo_rate(args),
-            extra_args=demo_simulator_args(args),
-        )
-        try:
-            await simulator.start()
-        except (SimulatorExited, TimeoutError) as error:
-            log.error("demo: the exchange simulator did not start: %s", error or "no answer within 60 s")
+        simulator = await start_demo_simulator(config, args)
+        if simulator is None:
             return 1
-        point_at_simulator(config, simulator)
-        log.info(
-            "demo: exchanges point at the simulator on %s; move prices with POST %s/admin/shift "
-            '{"exchange": "binance", "symbol": "BTC/USDT:USDT", "bps": 50, "seconds": 60}',
-            simulator.http_base, simulator.http_base,
-        )
+    elif args.simulator_endpoints:
+        point_at_simulator(config, AttachedSimulator.read(args.simulator_endpoints))
 
     try:
         app = FuturesScan(config)
@@ -369,7 +426,56 @@ async def run(config: AppConfig, args: argparse.Namespace) -> int:
     if app.publisher.refusal is not None:
         return 2  # like a configuration error: the publisher logged which exchange setting to fix
     log.info("\n%s", app.statistics.render(final=True))
+    if args.final_statistics:
+        await asyncio.to_thread(Path(args.final_statistics).write_bytes,
+                                orjson.dumps(app.statistics.control_snapshot()))
     return 0
+
+
+async def run_workers(config: AppConfig, args: argparse.Namespace) -> int:
+    """--workers N: shards 1/N..N/N of this config as child processes (utils/worker_pool.py), sharing one
+    simulator with --demo; the merged final statistics when they stop."""
+    count = args.workers
+    simulator: SimulatorProcess | None = None
+    with tempfile.TemporaryDirectory(prefix="futures-scan-workers-") as scratch:
+        common = ["--config", str(config_path(args.config, example_if_missing=args.demo))]
+        if args.log_level:
+            common += ["--log-level", args.log_level]
+        if args.demo:
+            simulator = await start_demo_simulator(config, args)
+            if simulator is None:
+                return 1
+            endpoints = Path(scratch, "simulator.json")
+            await asyncio.to_thread(endpoints.write_bytes, orjson.dumps({"ccxt": simulator.ccxt}))
+            common += ["--simulator-endpoints", str(endpoints)]
+        statistics = {index: Path(scratch, f"shard-{index}.json") for index in range(1, count + 1)}
+        pool = WorkerPool([
+            Worker(f"shard {index}/{count}", [sys.executable, str(MAIN), *common, "--shard", f"{index}/{count}",
+                                              "--final-statistics", str(path)])
+            for index, path in statistics.items()
+        ])
+        log.info("starting %d collector processes, one per shard of the symbols", count)
+        stops = [asyncio.create_task(wait_for_stop_signal())]
+        if simulator is not None:
+            stops.append(asyncio.create_task(simulator.wait_exited()))
+        for stop in stops:
+            stop.add_done_callback(lambda _: pool.stop())
+        try:
+            code = await pool.run()
+        finally:
+            for stop in stops:
+                stop.cancel()
+            if simulator is not None:
+                await simulator.stop()
+        finals = await asyncio.to_thread(read_finals, statistics, count)
+    if finals:
+        log.info("\n%s", merge.render_totals(finals, expected=count))
+    return code
+
+
+def read_finals(statistics: dict[int, Path], count: int) -> dict[str, dict[str, Any]]:
+    return {f"shard {index}/{count}": orjson.loads(path.read_bytes())
+            for index, path in statistics.items() if path.exists()}
 
 
 async def keep_running(collector: ExchangeCollector) -> None:
@@ -407,9 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    setup_logging(config.logging)
+    shard = config.shard_of()
+    setup_logging(config.logging, shard.label if shard.count > 1 else None)
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run(config, args))
+        return asyncio.run(run_workers(config, args) if args.workers else run(config, args))
     return 0
 
 

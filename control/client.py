@@ -131,7 +131,7 @@ class ControlClient:
         status = await channel.declare_exchange(status_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         heartbeats = await channel.declare_queue(exclusive=True, auto_delete=True)
         await heartbeats.bind(status, routing_key="status.#")
-        await heartbeats.consume(gathered.on_heartbeat, no_ack=True)
+        listening = await heartbeats.consume(gathered.on_heartbeat, no_ack=True)
         correlation_id = request["correlation_id"]
         self._gathering[correlation_id] = gathered
         started = time.monotonic()
@@ -151,7 +151,8 @@ class ControlClient:
                 await asyncio.sleep(ALL_POLL_SECONDS)
         finally:
             self._gathering.pop(correlation_id, None)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the broker would otherwise cancel the consumer, loudly
+                await heartbeats.cancel(listening)
                 await heartbeats.delete(if_unused=False, if_empty=False)
         return gathered
 

@@ -81,3 +81,23 @@ def _added(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "listed_on": dict(sorted(listed_on.items())),
         "streamed_by": dict(sorted(streamed_by.items())),
     }
+
+
+def render_totals(finals: dict[str, dict[str, Any]], expected: int) -> str:
+    """The final statistics of several collector processes (--workers) as one block: per source summed, with each
+    process's part; `finals` are their get_statistics snapshots by process name."""
+    totals = _statistics(finals)
+    title = f"=== Final statistics of {len(finals)} workers ==="
+    lines = [title]
+    for source, updates in totals["exchange_success"].items():
+        parts = ", ".join(f"{name} {snapshot['exchange_success'].get(source, 0)}"
+                          for name, snapshot in finals.items() if source in snapshot["exchange_success"])
+        lines.append(f"{source}: {updates} updates, {totals['exchange_errors'].get(source, 0)} errors ({parts})")
+    lines.append(
+        f"RabbitMQ: {totals['rabbitmq_published']} published, {totals['rabbitmq_failed']} failed, "
+        f"{totals['rabbitmq_conflated']} conflated, {totals['rabbitmq_expired']} expired"
+    )
+    if len(finals) < expected:
+        lines.append(f"missing: {expected - len(finals)} worker(s) left no final statistics (killed?)")
+    lines.append("=" * len(title))
+    return "\n".join(lines)

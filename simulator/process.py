@@ -16,34 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from utils.child_process import die_with_parent
 
 log = logging.getLogger("simulator.process")
 
 READY_PREFIX = "SIMULATOR_READY "
 """The line `python -m simulator --ready-json` prints on stdout once it listens, followed by JSON."""
 ROOT = Path(__file__).resolve().parent.parent
-_PR_SET_PDEATHSIG = 1
 _LOG_LINE = re.compile(r"^\S+ \S+ \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] \[([^\]]+)\] (.*)$")
 
 
 class SimulatorExited(RuntimeError):
     """The simulator child process ended before it was ready."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask the kernel for SIGTERM when the parent dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class SimulatorProcess:
@@ -97,7 +90,7 @@ class SimulatorProcess:
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent(),
             start_new_session=True,  # Ctrl+C in a terminal reaches the launcher only; it stops the child
         )
         assert self.process.stdout is not None and self.process.stderr is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
 from tests.broker import Broker
 from tests.control_helpers import enable_control
-from tests.helpers import SYMBOLS, Consumer, collector_config, delete_names, running
+from tests.helpers import SYMBOLS, Consumer, collector_config, delete_names, eventually, running
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -166,3 +168,56 @@ async def test_collectors_split_by_venue_and_symbol_answer_one_command_as_one_sy
         assert await consumer.wait_until(
             lambda: "futures.bybit.XRPUSDT" in consumer.keys_since(restarted_at), timeout=30
         )
+
+
+WORKER_STARTED = re.compile(r"shard (\d)/2 started \(pid (\d+)\)")
+
+
+async def test_workers_share_the_feed_restart_a_killed_one_and_merge_their_final_statistics(
+    tmp_path: Path, broker: Broker, exchange_name: str, consumer: Consumer
+) -> None:
+    log_file = tmp_path / "app.log"
+    names = {"queue": f"{exchange_name}_control", "responses_exchange": f"{exchange_name}_responses",
+             "broadcast_exchange": f"{exchange_name}_all"}
+    config = {
+        "exchanges": ["binance"], "symbols": SYMBOLS, "markets": ["futures"], "api_keys_file": None,
+        "rabbitmq": {"exchange": exchange_name, "status_exchange": f"{exchange_name}_status"},
+        "control": {**names, "state_file": str(tmp_path / "state.json")},
+        "logging": {"level": "INFO", "file": str(log_file)}, "metrics": {"port": 0},
+    }
+    path = tmp_path / "config.json"
+    path.write_bytes(orjson.dumps(config))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "main.py", "--demo", "--demo-port", "0", "--workers", "2", "--config", str(path),
+        cwd=ROOT, env={**os.environ, "RABBITMQ_URL": broker.url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    keys = {routing_key("binance", symbol) for symbol in SYMBOLS}
+    sol = routing_key("binance", "SOL/USDT:USDT")  # shard 1 of 2 streams SOL, shard 2 BTC and ETH
+    try:
+        assert await consumer.wait_until(lambda: keys <= set(consumer.latest), timeout=60)
+        first = dict(WORKER_STARTED.findall(log_file.read_text()))
+        os.kill(int(first["1"]), signal.SIGKILL)
+        killed_at = time.time()
+        assert await eventually(lambda: len(WORKER_STARTED.findall(log_file.read_text())) == 3, timeout=30)
+        assert await consumer.wait_until(lambda: sol in consumer.keys_since(killed_at + 1), timeout=45)
+        children = [int(pid) for _, pid in WORKER_STARTED.findall(log_file.read_text())[1:]]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(process.communicate(), 60))[0].decode()
+        exchanges = [names["responses_exchange"], names["broadcast_exchange"], f"{exchange_name}_status"]
+        await delete_names(broker.url, exchanges, [f"{names['queue']}.shard-{k}-of-2" for k in (1, 2)])
+    assert process.returncode == 0, output[-3000:]
+    assert re.search(r"shard 1/2 \(pid \d+\) exited with code -9 after \d+ s; restarting it in 1 s", output)
+    final = output[output.index("=== Final statistics of 2 workers ===") :]
+    assert re.search(r"binance: \d+ updates, 0 errors \(shard 1/2 \d+, shard 2/2 \d+\)", final), final
+    assert "[shard-1-of-2] [binance]" in log_file.read_text()
+    assert not any(running_pid(pid) for pid in children), "a worker outlived its parent's stop"
+
+
+def running_pid(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
