@@ -12,6 +12,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --full-universe --universe-size 0     # 12 sources on the default instrument list
     python scripts/bench.py --monitor             # the monitor: CPU per message, API under load, 100 WebSockets
     python scripts/bench.py --history             # the history store: rows/s, 12 h query p99, recorder CPU/message
+    python scripts/bench.py --workers             # main.py --workers 1 vs 2 on the 12-source feed, depth 20
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -873,7 +874,17 @@ async def main() -> None:
     parser.add_argument("--history-admin-dsn", default=os.environ.get(
                         "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"), metavar="DSN",
                         help="a PostgreSQL role that may create the bench's scratch database")
+    parser.add_argument("--workers", action="store_true",
+                        help="main.py --workers 1 and 2 on the 12-source feed, depth 20: throughput, conflation, "
+                        "CPU per message, receipt→publish")
+    parser.add_argument("--workers-rate", type=float, default=10.0, metavar="R",
+                        help="with --workers: book updates per symbol per second (default 10)")
     args = parser.parse_args()
+    if args.workers:
+        from scripts.bench_workers import workers_bench  # noqa: PLC0415
+
+        print_table(await workers_bench(args))
+        return
     if args.history:
         from scripts.bench_history import history_bench  # noqa: PLC0415 - asyncpg only for this scenario
 
