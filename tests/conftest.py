@@ -30,10 +30,11 @@ async def exchange_name(broker: Broker) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def control_names(broker: Broker, exchange_name: str) -> AsyncIterator[tuple[str, str]]:
-    """(control queue, responses exchange) of this test's own, removed afterwards."""
+    """(control queue, responses exchange) of this test's own, removed afterwards with the broadcast exchange
+    `<queue>_all` its collectors bind the queue to."""
     queue, responses = f"{exchange_name}_control", f"{exchange_name}_responses"
     yield queue, responses
-    await delete_names(broker.url, [responses], [queue])
+    await delete_names(broker.url, [responses, f"{queue}_all"], [queue])
 
 
 @pytest.fixture(scope="module")

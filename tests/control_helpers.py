@@ -14,8 +14,10 @@ from models.config import AppConfig
 
 
 def enable_control(config: AppConfig, queue: str, responses: str, state_file: str | None) -> AppConfig:
+    """Control on this test's own names; the broadcast exchange is `<queue>_all` (tests/conftest.py removes it)."""
     config.control.enabled = True
     config.control.queue = queue
+    config.control.broadcast_exchange = f"{queue}_all"
     config.control.responses_exchange = responses
     config.control.state_file = state_file
     return config

@@ -49,6 +49,7 @@ async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack,
     config.rabbitmq.status_exchange = f"{name}_status"
     config.control = config.control.model_copy(update={
         "enabled": True, "queue": f"{name}_control", "responses_exchange": f"{name}_responses",
+        "broadcast_exchange": f"{name}_control_all",  # <queue>_all, removed by remove_names
         "state_file": str(directory / "state.json"),
     })
     config.universe_dir = await discover_on(simulator, SYMBOLS, directory, ["futures", "spot"])
@@ -75,5 +76,6 @@ async def start_stack(broker_url: str, directory: Path, exits: AsyncExitStack,
 
 async def remove_names(broker_url: str, config: AppConfig) -> None:
     await delete_names(broker_url, [config.rabbitmq.exchange, config.rabbitmq.status_exchange,
-                                    config.spreads.analytics_exchange, config.control.responses_exchange],
+                                    config.spreads.analytics_exchange, config.control.responses_exchange,
+                                    f"{config.control.queue}_all"],
                        [config.control.queue])

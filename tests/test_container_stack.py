@@ -59,6 +59,7 @@ async def test_discovery_and_the_collector_reach_a_simulator_of_their_own_throug
         config["rabbitmq"].update({"url": broker.url, "exchange": exchange_name, "connection_name": exchange_name,
                                    "status_exchange": f"{exchange_name}_status"})
         config["control"].update({"queue": control_names[0], "responses_exchange": control_names[1],
+                                  "broadcast_exchange": f"{control_names[0]}_all",
                                   "state_file": str(tmp_path / "state.json")})
         config["universe_dir"] = str(tmp_path / "generated")
         config["metrics"]["port"] = 0

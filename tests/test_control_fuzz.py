@@ -108,5 +108,5 @@ async def _delete(url: str, name: str) -> None:
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(f"{name}_control")
-        for exchange in (name, f"{name}_responses"):
+        for exchange in (name, f"{name}_responses", f"{name}_control_all"):
             await channel.exchange_delete(exchange)

@@ -83,7 +83,8 @@ async def test_demo_publishes_every_source_and_sigterm_exits_cleanly_with_final_
         rabbitmq={"exchange": exchange_name},
         logging={"level": "INFO", "file": str(log_file)},
         collection={"statistics_interval_seconds": 2},
-        control={"queue": queue, "responses_exchange": responses, "state_file": str(tmp_path / "state.json")},
+        control={"queue": queue, "responses_exchange": responses, "broadcast_exchange": f"{queue}_all",
+                 "state_file": str(tmp_path / "state.json")},
         api_keys_file=None,
     )
     path = tmp_path / "config.json"

@@ -39,7 +39,8 @@ async def test_auto_on_a_300_symbol_universe_streams_every_symbol_on_every_sourc
     config = with_changes(
         rabbitmq={"exchange": exchange_name}, symbols="auto", universe_dir=str(tmp_path / "generated"),
         logging={"level": "INFO", "file": str(log_file)},
-        control={"queue": queue, "responses_exchange": responses, "state_file": None}, api_keys_file=None,
+        control={"queue": queue, "responses_exchange": responses, "broadcast_exchange": f"{queue}_all",
+                 "state_file": None}, api_keys_file=None,
     )
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
