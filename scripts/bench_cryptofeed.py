@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -278,6 +279,13 @@ def load_average() -> str:
     return "-"
 
 
+def machine_row(before: tuple[int, int], after: tuple[int, int], steal: int, bench_cores: float) -> str:
+    """How busy the machine was, and how much of that was work outside this bench (other users of a shared box)."""
+    total = max(after[1] - before[1], 1)
+    outside = (after[0] - before[0]) / total * (os.cpu_count() or 1) - bench_cores
+    return f"{busy(before, after)}; outside this bench {max(outside, 0.0):.2f} core; steal {steal / total:.0%}"
+
+
 def steal_jiffies() -> int:
     """CPU time the hypervisor gave to other guests (all cores, since boot): a shared box's hidden load."""
     return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8])
@@ -336,7 +344,7 @@ async def measure(party: Party, sim: SimulatorProcess, broker_url: str, symbols:
         "rss_mb": rss,
         "others": " / ".join(f"{share:.0%}" for share in others.values()),
         "others_names": " / ".join(others),
-        "machine": f"{busy(busy0, busy1)}; steal {(steal1 - steal0) / max(busy1[1] - busy0[1], 1):.0%}",
+        "machine": machine_row(busy0, busy1, steal1 - steal0, (cpu1 - cpu0) / elapsed + sum(others.values())),
     }
 
 
