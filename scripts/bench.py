@@ -13,6 +13,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --monitor             # the monitor: CPU per message, API under load, 100 WebSockets
     python scripts/bench.py --history             # the history store: rows/s, 12 h query p99, recorder CPU/message
     python scripts/bench.py --workers             # main.py --workers 1 vs 2 on the 12-source feed, depth 20
+    python scripts/bench.py --vs-cryptofeed       # beside cryptofeed 2.4.1 on the same feed, 1,000 and 5,000 msg/s
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -879,11 +880,24 @@ async def main() -> None:
                         "CPU per message, receipt→publish")
     parser.add_argument("--workers-rate", type=float, default=10.0, metavar="R",
                         help="with --workers: book updates per symbol per second (default 10)")
+    parser.add_argument("--vs-cryptofeed", action="store_true",
+                        help="only the peer comparison: this collector and cryptofeed 2.4.1 (its BinanceFutures "
+                             "best bid/ask with its RabbitMQ backend, in .venv-bench) back to back on one simulator")
+    parser.add_argument("--vs-cryptofeed-rates", default="1000,5000", metavar="R1,R2",
+                        help="total bookTicker messages/s offered in --vs-cryptofeed, one simulator per rate "
+                             "(default 1000,5000)")
+    parser.add_argument("--cryptofeed-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="cryptofeed's event loop in --vs-cryptofeed (default uvloop, cryptofeed's own default)")
     args = parser.parse_args()
     if args.workers:
         from scripts.bench_workers import workers_bench  # noqa: PLC0415
 
         print_table(await workers_bench(args))
+        return
+    if args.vs_cryptofeed:
+        from scripts.bench_cryptofeed import vs_cryptofeed_bench  # noqa: PLC0415 - its own scenario module
+
+        await vs_cryptofeed_bench(args)
         return
     if args.history:
         from scripts.bench_history import history_bench  # noqa: PLC0415 - asyncpg only for this scenario

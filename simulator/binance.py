@@ -3,7 +3,9 @@
 * USDⓈ-M futures (ccxt `binanceusdm`): the fapi REST endpoints and the fstream WebSocket.
 * Spot (ccxt `binance`): the api/v3 REST endpoints and the spot stream (stream.binance.com).
 
-Stream names are the topics: `btcusdt@bookTicker`, `btcusdt@depth@100ms`, `!markPrice@arr@1s`, ... Both markets
+Stream names are the topics: `btcusdt@bookTicker`, `btcusdt@depth@100ms`, `!markPrice@arr@1s`, ... Futures also
+serves the combined-stream path `/stream?streams=a/b` (each data frame wrapped as {"stream": ..., "data": ...}), the
+one cryptofeed dials. Both markets
 use the same names for different books, so spot runs as its own `BinanceSpotSimulator` (its own sessions and
 topics) hosted by the futures one: same path prefix, same faults, and each futures update also moves the same
 coin's spot book, so the spot feed needs no loop of its own.
@@ -37,6 +39,8 @@ MARK_PRICE_CADENCES_MS: dict[str, int] = {"markPrice": 3000, "markPrice@1s": 100
 TICKER_CHANNELS: frozenset[str] = frozenset({"bookTicker", "miniTicker", "ticker"})
 MAX_STREAMS_PER_CONNECTION = 1024
 """Binance: `A single connection can listen to a maximum of 1024 streams`; it closes a connection asking for more."""
+COMBINED_STREAMS: web.RequestKey[list[str]] = web.RequestKey("binance.combined_streams", list)
+"""Request key: the topics a combined-stream URL (`/stream?streams=a/b/c`) asked for, subscribed on connect."""
 ALL_BOOK_TICKERS = "!bookTicker"
 ALL_MINI_TICKERS = "!miniTicker@arr"
 ALL_TICKERS = "!ticker@arr"
@@ -234,6 +238,33 @@ class BinanceMarketSimulator(VenueSimulator):
                 2,
                 f"Invalid request: unknown variant `{method}`, expected one of {REQUEST_METHODS}",
             )
+
+    async def _handle_combined_streams(self, request: web.Request) -> web.StreamResponse:
+        """`/stream?streams=<name1>/<name2>`: the streams in the URL are subscribed on connect, and every data
+        frame on this connection comes wrapped as {"stream": <name>, "data": <frame>} (SUBSCRIBE works here too).
+        Binance does not document its answer to an unknown name in the URL; the simulator refuses the handshake
+        with a 400 naming it, so a misconfigured client fails loudly instead of waiting for data that never comes."""
+        names = [name for name in request.query.get("streams", "").split("/") if name]
+        topics = [self._topic(name) for name in names]
+        unknown = [name for name, topic in zip(names, topics, strict=True) if topic is None]
+        if unknown:
+            raise web.HTTPBadRequest(text=f"{self.name} simulator: unknown stream(s) in streams=: {', '.join(unknown)}")
+        wanted = list(dict.fromkeys(topic for topic in topics if topic is not None))
+        if len(wanted) > MAX_STREAMS_PER_CONNECTION:
+            raise web.HTTPBadRequest(
+                text=f"{self.name} simulator: {len(wanted)} streams asked for, at most {MAX_STREAMS_PER_CONNECTION}"
+            )
+        request[COMBINED_STREAMS] = wanted
+        return await self.handle_ws(request)
+
+    async def on_connect(self, session: Session, request: web.Request) -> None:
+        topics = request.get(COMBINED_STREAMS)
+        if topics is None:
+            return
+        session.envelope = _combined_stream_frame
+        for topic in topics:
+            self.subscribe(session, topic)
+            self._open_depth_stream(topic)
 
     async def _change_subscriptions(self, session: Session, request_id: int | None, add: bool, params: Any) -> None:
         if not isinstance(params, list) or not all(isinstance(param, str) for param in params):
@@ -761,12 +792,12 @@ class BinanceSimulator(SpotHost, BinanceMarketSimulator):
             web.get("/fapi/v1/ticker/price", self._rest_ticker_price),
             web.get("/fapi/v2/ticker/price", self._rest_ticker_price),
         ]
+        prefixes = ("", "/public", "/market")
         sockets = [
-            web.get(path, self.handle_ws)
-            for prefix in ("", "/public", "/market")
-            for path in (f"{prefix}/ws", f"{prefix}/ws/{{stream}}")
+            web.get(path, self.handle_ws) for prefix in prefixes for path in (f"{prefix}/ws", f"{prefix}/ws/{{stream}}")
         ]
-        return rest + sockets + self.spot.routes()
+        combined = [web.get(f"{prefix}/stream", self._handle_combined_streams) for prefix in prefixes]
+        return rest + sockets + combined + self.spot.routes()
 
 
     # --- wire details -----------------------------------------------------------------------------
@@ -967,6 +998,12 @@ class BinanceSimulator(SpotHost, BinanceMarketSimulator):
     def _book_ticker_entry(self, book: SimulatedBook) -> dict[str, Any]:
         """Futures book tickers also carry the time and the book's update id."""
         return {**super()._book_ticker_entry(book), "time": book.timestamp_ms, "lastUpdateId": book.update_id}
+
+
+def _combined_stream_frame(topic: str, frame: str) -> str:
+    """A data frame as a combined-stream connection gets it: {"stream":"<name>","data":<frame>}, printed without
+    spaces like the venue (topics are canonical stream names, which need no escaping)."""
+    return f'{{"stream":"{topic}","data":{frame}}}'
 
 
 def _eight(value: Decimal | str) -> str:

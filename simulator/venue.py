@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,7 +72,7 @@ class Faults:
 class Session:
     """One client's WebSocket connection and the topics it subscribed to."""
 
-    __slots__ = ("peer", "stalled", "topics", "ws")
+    __slots__ = ("envelope", "peer", "stalled", "topics", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, peer: str) -> None:
         self.ws = ws
@@ -80,6 +80,9 @@ class Session:
         self.peer = peer
         self.stalled = False
         """This connection stays open but gets no more data (a stall only a redial cures)."""
+        self.envelope: Callable[[str, str], str] | None = None
+        """How this connection wraps each market-data frame, (topic, frame) -> text, e.g. Binance's combined
+        streams; None sends frames as they are. Control replies are never wrapped."""
 
 
 class VenueSimulator(ABC):
@@ -240,7 +243,7 @@ class VenueSimulator(ABC):
             if session.stalled or session.ws.closed:
                 continue
             try:
-                await session.ws.send_str(text)
+                await session.ws.send_str(text if session.envelope is None else session.envelope(topic, text))
             except ConnectionError:
                 self._forget(session)
                 continue

@@ -196,3 +196,34 @@ async def test_websocket_protocol_replies_like_binance(served):
     ]
     assert replies[3]["error"]["code"] == 2 and replies[3]["id"] == 4
     assert {frame["e"] for frame in data} <= {"bookTicker", "depthUpdate"}
+
+
+async def test_combined_stream_path_wraps_every_frame_of_the_streams_in_the_url(served):
+    """cryptofeed dials /stream?streams=a/b and reads {"stream": name, "data": frame}; acks stay unwrapped."""
+    streams = {"btcusdt@bookTicker": "BTCUSDT", "ethusdt@bookTicker": "ETHUSDT"}
+    url = f"{served[2]}/stream?streams={'/'.join(streams)}"
+    seen: dict[str, int] = {}
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_json({"method": "SUBSCRIBE", "params": ["solusdt@bookTicker"], "id": 7})
+        replies = []
+        async with asyncio.timeout(10):
+            while not replies or set(seen) != {*streams, "solusdt@bookTicker"}:
+                message = await ws.receive_json()
+                if "id" in message:
+                    replies.append(message)
+                    continue
+                assert set(message) == {"stream", "data"}, message
+                assert message["data"]["e"] == "bookTicker"
+                assert message["data"]["s"] == message["stream"].partition("@")[0].upper()
+                seen[message["stream"]] = seen.get(message["stream"], 0) + 1
+    assert replies == [{"result": None, "id": 7}]
+
+
+async def test_combined_stream_path_refuses_an_unknown_stream_by_name(served):
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{served[2]}/stream?streams=btcusdt@bookTicker/btcusdt@nonsense")
+        assert refused.value.status == 400
+        async with session.get(f"{served[1]}/stream?streams=btcusdt@nonsense") as response:
+            assert response.status == 400
+            assert "btcusdt@nonsense" in await response.text()
