@@ -245,7 +245,10 @@ class LogReplay:
         channel = await connection.channel()
         await channel.basic_qos(prefetch_count=PREFETCH)
         offset = datetime.fromtimestamp((self._window.start_ms - OFFSET_MARGIN_MS) / 1000, UTC)
-        await channel.basic_consume(self._stream, self._deliveries.put, arguments={"x-stream-offset": offset})
+        try:
+            await channel.basic_consume(self._stream, self._deliveries.put, arguments={"x-stream-offset": offset})
+        except aiormq.exceptions.AMQPChannelError as error:
+            raise StreamUnavailable(f"RabbitMQ refused to read '{self._stream}': {broker_reply_text(error)}") from None
         return channel
 
     async def _check_is_stream(self, connection: aiormq.Connection) -> None:

@@ -87,12 +87,14 @@ async def record(broker_url: str, exchange: str, stream: str, config_path: Path)
         config.rabbitmq.log_stream = LogStreamConfig(name=stream, max_age="1h", max_bytes=100_000_000,
                                                      bindings=STREAM_BINDINGS)
         recording = Recording(stream, config_path, time.time_ns() // 1_000_000, 0)
-        async with running(config):
+        async with running(config) as app:
             assert await eventually(lambda: any(f"stream '{stream}'" in line for line in lines.lines), 30), lines.lines
             recording.bound_ms = time.time_ns() // 1_000_000
             assert await eventually(
                 lambda: any(message_time(body) > recording.bound_ms + RECORDED_SECONDS * 1000
                             for _, body, _ in consumer.messages), 30)
+        # stopped: every message the broker confirmed has reached the consumer's queue (bound with #)
+        assert await eventually(lambda: len(consumer.messages) >= app.publisher.stats.published, 30)
         recording.published = [(key, body) for key, body, _ in consumer.messages]
         return recording
     finally:
