@@ -12,6 +12,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --full-universe --universe-size 0     # 12 sources on the default instrument list
     python scripts/bench.py --monitor             # the monitor: CPU per message, API under load, 100 WebSockets
     python scripts/bench.py --history             # the history store: rows/s, 12 h query p99, recorder CPU/message
+    python scripts/bench.py --log-stream          # the publish path with and without the market-data log bound
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -282,10 +283,12 @@ class ThrottledProxy:
 # --- scenarios ------------------------------------------------------------------------------------------
 
 
-def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str], depth: int) -> str:
+def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str], depth: int,
+                     log_stream: dict[str, Any] | None = None) -> str:
     """config.json for the collector process, as a user would write it for the simulator."""
     return json.dumps({
-        "rabbitmq": {"url": broker_url, "exchange": exchange, "connection_name": "futures-scan bench"},
+        "rabbitmq": {"url": broker_url, "exchange": exchange, "connection_name": "futures-scan bench",
+                     "log_stream": log_stream},
         "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
         "symbols": symbols,
         "collection": {"orderbook_depth": depth, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000},
@@ -320,7 +323,7 @@ async def measure_bare(sim: SimulatorProcess, symbols: list[str], warmup: float,
 
 async def measure_collector(
     sim: SimulatorProcess, broker_url: str, symbols: list[str], depth: int, warmup: float, seconds: float,
-    proxy_bytes_per_second: float | None = None,
+    proxy_bytes_per_second: float | None = None, log_stream: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     exchange = f"futures_data_bench_{uuid.uuid4().hex[:8]}"
     consumer_stats = ConsumerStats()
@@ -336,7 +339,7 @@ async def measure_collector(
         collector_url = urlunsplit(
             (parts.scheme, f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}", parts.path, "", "")
         )
-    child = Child(collector_role, collector_config(sim, collector_url, exchange, symbols, depth))
+    child = Child(collector_role, collector_config(sim, collector_url, exchange, symbols, depth, log_stream))
     try:
         await asyncio.sleep(warmup)
         before = await asyncio.to_thread(child.ask, "reset")
@@ -873,7 +876,15 @@ async def main() -> None:
     parser.add_argument("--history-admin-dsn", default=os.environ.get(
                         "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"), metavar="DSN",
                         help="a PostgreSQL role that may create the bench's scratch database")
+    parser.add_argument("--log-stream", action="store_true",
+                        help="only the market-data log's cost: the default scenario's collector measured without and "
+                             "with rabbitmq.log_stream bound, alternately, on one simulator")
     args = parser.parse_args()
+    if args.log_stream:
+        from scripts.bench_log_stream import log_stream_bench  # noqa: PLC0415
+
+        print_table(await log_stream_bench(args))
+        return
     if args.history:
         from scripts.bench_history import history_bench  # noqa: PLC0415 - asyncpg only for this scenario
 
