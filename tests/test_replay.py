@@ -342,3 +342,35 @@ def test_log_stream_config_errors_name_the_field(tmp_path: Path) -> None:
     settings = load_config(path, environ={}).rabbitmq.log_stream
     assert settings == LogStreamConfig(name="futures_data_log", max_age="24h", max_bytes=5_000_000_000,
                                        bindings=["futures.#", "spot.#"])
+
+
+async def test_follow_replays_what_is_published_meanwhile_until_to(
+    simulator: Simulator, broker: Broker, exchange_name: str, consumer: Consumer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """--follow keeps reading at the log's end, and ends by itself once --to has passed."""
+    stream = f"futures_data_log_test_{uuid.uuid4().hex[:12]}"
+    config = collector_config(simulator, broker.url, exchange_name)
+    config.rabbitmq.log_stream = LogStreamConfig(name=stream, max_age="1h", max_bytes=100_000_000)
+    caplog.set_level(logging.INFO, logger="log_stream")
+    try:
+        async with running(config):
+            assert await eventually(lambda: f"stream '{stream}'" in caplog.text, 30)
+            start = time.time_ns() // 1_000_000
+            end = start + 3000
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "scripts/replay.py", "--config", str(replay_config(tmp_path, broker.url, stream)),
+                "--from", str(start), "--to", str(end), "--follow", cwd=ROOT, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            output, errors = await asyncio.wait_for(process.communicate(), 60)
+            assert await eventually(lambda: any(message_time(body) > end for _, body, _ in consumer.messages))
+        assert process.returncode == 0, errors.decode()
+        lines = [json.loads(line) for line in output.decode().splitlines()]
+        times = [message_time(line["body"]) for line in lines]
+        assert times and min(times) >= start and max(times) <= end
+        assert max(times) - min(times) > 2000  # it read on while the collector published, not just what was there
+        published = [(key, body) for key, body, _ in consumer.messages if start <= message_time(body) <= end]
+        assert [(line["routing_key"], line["body"]) for line in lines] == published
+    finally:
+        await delete_names(broker.url, queues=[stream])
