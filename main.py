@@ -32,6 +32,7 @@ from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
 from models.shard import MAX_SHARDS, Shard
 from models.universe import read_universe
+from publishers.log_stream import log_stream_tasks
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 from publishers.status_heartbeat import StatusHeartbeat
 from simulator.process import SimulatorExited, SimulatorProcess
@@ -313,6 +314,7 @@ class FuturesScan:
             asyncio.create_task(self.statistics.sample_forever(), name="statistics-sampler"),
             asyncio.create_task(self.control.expire_forever(), name="watchlist-expiry"),
         ]
+        self._tasks += log_stream_tasks(self.config.rabbitmq, self.publisher.wait_connected)
         if self.listener is not None:
             self._tasks.append(asyncio.create_task(self._listen(self.listener), name="control"))
         if self.universe_follower is not None:

@@ -15,10 +15,54 @@ ExchangeName = Literal["binance", "bybit", "okx", "bitget", "gateio", "htx", "me
 MarketName = Literal["futures", "spot"]
 
 UNIFIED_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,10}(:[A-Z0-9]{1,10})?$")
+STREAM_MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class LogStreamConfig(_Section):
+    """rabbitmq.log_stream: a RabbitMQ stream that keeps the market data for a while, so a consumer that was down
+    (or a research notebook) can replay it with scripts/replay.py."""
+
+    name: str = Field(default="futures_data_log", min_length=1, max_length=255, description="the stream's queue name")
+    max_age: str = Field(
+        default="24h",
+        description="retention (x-max-age): digits and one unit of Y M D h m s, e.g. 24h, 7D; whole segments expire",
+    )
+    max_bytes: int = Field(
+        default=5_000_000_000, ge=1, description="size cap (x-max-length-bytes); the oldest segments go first"
+    )
+    max_segment_bytes: int | None = Field(
+        default=None, ge=1, le=3_000_000_000,
+        description="segment file size (x-stream-max-segment-size-bytes; RabbitMQ's default 500 MB); retention "
+        "removes whole segments",
+    )
+    bindings: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=lambda: ["futures.#", "spot.#"],
+        min_length=1,
+        description="routing-key patterns of rabbitmq.exchange the stream is bound with",
+    )
+
+    @field_validator("max_age")
+    @classmethod
+    def _rabbitmq_age(cls, age: str) -> str:
+        if not STREAM_MAX_AGE.match(age):
+            raise ValueError("must be a whole number and one unit of Y, M, D, h, m, s (RabbitMQ's x-max-age), e.g. "
+                             "24h or 7D")
+        return age
+
+    @field_validator("bindings")
+    @classmethod
+    def _topic_patterns(cls, bindings: list[str]) -> list[str]:
+        for binding in bindings:
+            if any(character.isspace() for character in binding):
+                raise ValueError(f"{binding!r} is not a routing-key pattern (no spaces: words joined by dots, "
+                                 "* for one word, # for any number)")
+        if len(set(bindings)) != len(bindings):
+            raise ValueError("lists a binding more than once")
+        return bindings
 
 
 class RabbitMQConfig(_Section):
@@ -50,6 +94,9 @@ class RabbitMQConfig(_Section):
         min_length=1,
         max_length=255,
         description="topic exchange of the collector's status heartbeat (routing key status.<connection_name>)",
+    )
+    log_stream: LogStreamConfig | None = Field(
+        default=None, description="a replayable market-data log (a RabbitMQ stream); null = none"
     )
 
     def amqp_url(self) -> str:

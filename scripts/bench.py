@@ -14,6 +14,7 @@ collector (or the bare ccxt.pro reference) and, in this process, a queue consume
     python scripts/bench.py --history             # the history store: rows/s, 12 h query p99, recorder CPU/message
     python scripts/bench.py --workers             # main.py --workers 1 vs 2 on the 12-source feed, depth 20
     python scripts/bench.py --vs-cryptofeed       # beside cryptofeed 2.4.1 on the same feed, 1,000 and 5,000 msg/s
+    python scripts/bench.py --log-stream          # the publish path with and without the market-data log bound
 
 Figures are printed as a table; nothing is asserted.
 """
@@ -284,10 +285,12 @@ class ThrottledProxy:
 # --- scenarios ------------------------------------------------------------------------------------------
 
 
-def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str], depth: int) -> str:
+def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str], depth: int,
+                     log_stream: dict[str, Any] | None = None) -> str:
     """config.json for the collector process, as a user would write it for the simulator."""
     return json.dumps({
-        "rabbitmq": {"url": broker_url, "exchange": exchange, "connection_name": "futures-scan bench"},
+        "rabbitmq": {"url": broker_url, "exchange": exchange, "connection_name": "futures-scan bench",
+                     "log_stream": log_stream},
         "exchanges": [{"name": venue, "ccxt": sim.ccxt_config(venue)} for venue in sim.venues],
         "symbols": symbols,
         "collection": {"orderbook_depth": depth, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000},
@@ -322,7 +325,7 @@ async def measure_bare(sim: SimulatorProcess, symbols: list[str], warmup: float,
 
 async def measure_collector(
     sim: SimulatorProcess, broker_url: str, symbols: list[str], depth: int, warmup: float, seconds: float,
-    proxy_bytes_per_second: float | None = None,
+    proxy_bytes_per_second: float | None = None, log_stream: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     exchange = f"futures_data_bench_{uuid.uuid4().hex[:8]}"
     consumer_stats = ConsumerStats()
@@ -338,7 +341,7 @@ async def measure_collector(
         collector_url = urlunsplit(
             (parts.scheme, f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}", parts.path, "", "")
         )
-    child = Child(collector_role, collector_config(sim, collector_url, exchange, symbols, depth))
+    child = Child(collector_role, collector_config(sim, collector_url, exchange, symbols, depth, log_stream))
     try:
         await asyncio.sleep(warmup)
         before = await asyncio.to_thread(child.ask, "reset")
@@ -888,6 +891,9 @@ async def main() -> None:
                              "(default 1000,5000)")
     parser.add_argument("--cryptofeed-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="cryptofeed's event loop in --vs-cryptofeed (default uvloop, cryptofeed's own default)")
+    parser.add_argument("--log-stream", action="store_true",
+                        help="only the market-data log's cost: the default scenario's collector measured without and "
+                             "with rabbitmq.log_stream bound, alternately, on one simulator")
     args = parser.parse_args()
     if args.workers:
         from scripts.bench_workers import workers_bench  # noqa: PLC0415
@@ -898,6 +904,11 @@ async def main() -> None:
         from scripts.bench_cryptofeed import vs_cryptofeed_bench  # noqa: PLC0415 - its own scenario module
 
         await vs_cryptofeed_bench(args)
+        return
+    if args.log_stream:
+        from scripts.bench_log_stream import log_stream_bench  # noqa: PLC0415
+
+        print_table(await log_stream_bench(args))
         return
     if args.history:
         from scripts.bench_history import history_bench  # noqa: PLC0415 - asyncpg only for this scenario
