@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from models.config import RabbitMQConfig
-from scripts.stack_config import EXAMPLE, STACK_CONFIG, render, stack_config
+from scripts.stack_config import CLUSTER_CONFIG, EXAMPLE, STACK_CONFIG, cluster_config, render, stack_config
 from utils.config_loader import load_config
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is missing: pip install -r requirements-dev.txt")
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-CLUSTER_CONFIG = ROOT / "docker" / "config.cluster.json"
 STACK_SERVICES = {"simulator", "discover", "collector", "engine", "tracker", "recorder", "monitor"}
 CLUSTER_NODES = {"rabbitmq": "5672", "rabbitmq-2": "5673", "rabbitmq-3": "5674"}
 
@@ -119,6 +118,8 @@ def test_the_cluster_profile_adds_two_nodes_that_join_the_first(compose: dict[st
 
 
 def test_the_cluster_config_is_the_example_with_the_cluster_s_broker_settings() -> None:
+    """Regenerate with `python scripts/stack_config.py` after changing config.example.json."""
+    assert CLUSTER_CONFIG.read_text() == render(cluster_config(json.loads(EXAMPLE.read_text())))
     cluster, example = json.loads(CLUSTER_CONFIG.read_text()), json.loads(EXAMPLE.read_text())
     assert cluster["rabbitmq"]["urls"] == [f"amqp://guest:guest@127.0.0.1:{port}/" for port in CLUSTER_NODES.values()]
     assert cluster["rabbitmq"]["queue_type"] == "quorum"
