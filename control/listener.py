@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 import aio_pika
 import orjson
@@ -21,7 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from control.protocol import ControlError, Reply, parse_request
 from control.service import ControlService
-from publishers.aio_pika_seams import QuietRobustConnection
+from publishers.broker_connection import connect_robust
+from publishers.durable_queues import QueueType, declare_durable_queue
 
 log = logging.getLogger("control")
 
@@ -29,14 +31,17 @@ log = logging.getLogger("control")
 class ControlListener:
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         queue: str,
         responses_exchange: str,
         service: ControlService,
         max_message_bytes: int,
         connection_name: str = "futures-scan control",
+        queue_type: QueueType = "classic",
     ) -> None:
-        self._url = url
+        """`urls`: one broker address, or a cluster's nodes in failover order. `queue_type`: rabbitmq.queue_type."""
+        self._urls = urls
+        self._queue_type: QueueType = queue_type
         self._queue_name = queue
         self._responses_name = responses_exchange
         self._service = service
@@ -47,10 +52,9 @@ class ControlListener:
         self._responses: AbstractExchange | None = None
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._connection_name},
-            connection_class=QuietRobustConnection,
-        )
+        """Listening once it returns; raises QueueSettingsChanged when the queue exists with another type (which
+        no retry can fix)."""
+        self._connection = await connect_robust(self._urls, self._connection_name)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         try:
             await self._subscribe(self._connection)
@@ -65,7 +69,7 @@ class ControlListener:
         self._responses = await self._channel.declare_exchange(
             self._responses_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await self._channel.declare_queue(self._queue_name, durable=True)
+        queue = await declare_durable_queue(self._channel, self._queue_name, self._queue_type)
         await queue.consume(self._on_message)
 
     def _on_reconnected(self, _connection: AbstractRobustConnection) -> None:
