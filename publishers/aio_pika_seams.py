@@ -62,7 +62,8 @@ class QuietRobustConnection(RobustConnection):
 class FailoverRobustConnection(QuietRobustConnection):
     """A QuietRobustConnection over several broker addresses: each dial goes once round them, starting with the
     one after the address dialed last, until one answers; aio-pika's reconnect_interval passes between rounds.
-    Connection parameters in the query (heartbeat, ...) are read from the first address. `dial_timeout` bounds
+    aiormq reads its query parameters (heartbeat, ...) from each address; aio-pika's own (reconnect_interval,
+    fail_fast, ...) are read once, from the first. `dial_timeout` bounds
     the dial of one address, so a node whose host vanished does not hold up the next for minutes."""
 
     def __init__(self, urls: str | Sequence[str], dial_timeout: float | None = None, **kwargs: Any) -> None:
