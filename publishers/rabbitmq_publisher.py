@@ -10,8 +10,9 @@ newer updates replace older ones (counted as `conflated`), so memory is bounded 
 keys and staleness by the window, not by socket buffers. When the broker is back, every key's
 latest state is sent; anything older than `max_message_age_ms` by then is dropped (`expired`).
 
-Given several broker addresses (a cluster's nodes, `rabbitmq.urls`), each dial takes the next one, round-robin:
-a connection lost on one node is dialed again at once on the next, then with the configured backoff.
+Given several broker addresses (a cluster's nodes, `rabbitmq.urls`), a dial goes once round them, starting with
+the one after the node dialed last: a connection lost on one node is dialed again at once on the next; the
+configured backoff passes only between rounds that found no node.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ MAX_BATCH_DELAY_NS = 500_000
 STATUS_LATENCY_SAMPLES = 16384
 """Receipt->publish samples kept for the heartbeat's percentiles: sorting them stalls the loop ~2 ms per heartbeat."""
 CONNECT_TIMEOUT_SECONDS = 10.0
+"""One dial of one node: a node whose host vanished must not hold up the next for minutes."""
+DIAL_FAILURES = (ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)
 
 AIORMQ_OUTAGE_REPORTS = (
     "error when creating transport",
@@ -253,7 +256,7 @@ class RabbitMQPublisher:
     async def _connect_with_retries(self) -> None:
         retrying = AsyncRetrying(
             wait=wait_chain(*(wait_fixed(delay) for delay in self._retry_delays)),
-            retry=retry_if_exception_type((ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)),
+            retry=retry_if_exception_type(DIAL_FAILURES),
             before_sleep=self._log_failed_attempt,
         )
         async for attempt in retrying:
@@ -261,7 +264,18 @@ class RabbitMQPublisher:
                 self._connection = await self._connect()
 
     async def _connect(self) -> aiormq.Connection:
-        url = self._addresses.next()
+        """The first node of one round over the addresses that takes the connection; else the last one's error."""
+        failure: BaseException | None = None
+        for url in self._addresses.round():
+            try:
+                return await self._dial(url)
+            except DIAL_FAILURES as error:
+                failure = error
+                log.debug("RabbitMQ at %s did not take the connection: %r", self._node, error)
+        assert failure is not None
+        raise failure
+
+    async def _dial(self, url: str) -> aiormq.Connection:
         self._node = mask_password(url)
         transport = WriterKeepingTransport(tls=url.startswith("amqps://"))
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
@@ -384,7 +398,9 @@ class RabbitMQPublisher:
     def _log_failed_attempt(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome is not None else None
         reason = f"{type(error).__name__}: {error}" if error else "unknown error"
-        self._report_outage(f"cannot connect to {self._node}: {reason}")
+        nodes = len(self._addresses.urls)
+        where = self._node if nodes == 1 else f"any of the {nodes} nodes (the last tried: {self._node})"
+        self._report_outage(f"cannot connect to {where}: {reason}")
 
     def _report_outage(self, reason: str) -> None:
         """One ERROR when publishing stops; retries of the same outage only at DEBUG."""

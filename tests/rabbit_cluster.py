@@ -25,13 +25,18 @@ BOOT_TIMEOUT_SECONDS = 60.0
 CLI_TIMEOUT_SECONDS = 60.0
 
 
-def server_binary() -> Path | None:
-    """The rabbitmq-server script, or None where RabbitMQ is not installed (the tests then skip)."""
-    local = SBIN / "rabbitmq-server"
+def rabbitmq_tool(name: str) -> Path | None:
+    """rabbitmq-server or rabbitmqctl, or None where RabbitMQ is not installed."""
+    local = SBIN / name
     if local.exists():
         return local
-    found = shutil.which("rabbitmq-server")
+    found = shutil.which(name)
     return Path(found) if found else None
+
+
+def server_binary() -> Path | None:
+    """The rabbitmq-server script, or None where RabbitMQ is not installed (the tests then skip)."""
+    return rabbitmq_tool("rabbitmq-server")
 
 
 def free_port() -> int:
@@ -91,7 +96,7 @@ class Node:
 
     def ctl(self, *args: str) -> str:
         """rabbitmqctl against this node, with the cluster's cookie."""
-        done = subprocess.run([str(SBIN / "rabbitmqctl"), "-q", "-n", self.name, *args], env=self.environment,
+        done = subprocess.run([str(rabbitmq_tool("rabbitmqctl")), "-q", "-n", self.name, *args], env=self.environment,
                               capture_output=True, text=True, timeout=CLI_TIMEOUT_SECONDS, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl -n {self.name} {' '.join(args)}: {done.stderr.strip() or done.stdout}")
@@ -145,14 +150,10 @@ def node_environment(home: Path, name: str, port: int) -> dict[str, str]:
 @dataclass
 class Cluster:
     nodes: list[Node]
-    home: Path
 
     @property
     def urls(self) -> list[str]:
         return [node.url for node in self.nodes]
-
-    def running_nodes(self) -> str:
-        return self.nodes[-1].ctl("eval", "rabbit_nodes:all_running().")
 
 
 @contextmanager
@@ -182,4 +183,4 @@ def rabbit_cluster(size: int = 2) -> Iterator[Cluster]:
             node.ctl("stop_app")
             node.ctl("join_cluster", first.name)
             node.start_app()
-        yield Cluster(nodes, home)
+        yield Cluster(nodes)
