@@ -32,6 +32,7 @@ from discovery.follower import UniverseFollower
 from models.config import AppConfig, ExchangeConfig
 from models.shard import MAX_SHARDS, Shard
 from models.universe import read_universe
+from publishers.durable_queues import QueueSettingsChanged
 from publishers.log_stream import log_stream_tasks
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 from publishers.status_heartbeat import StatusHeartbeat
@@ -220,12 +221,11 @@ class FuturesScan:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
         self.publisher = RabbitMQPublisher(
-            url=config.rabbitmq.amqp_url(),
+            urls=config.rabbitmq.amqp_urls(),
             exchange=config.rabbitmq.exchange,
             max_message_age_ms=config.collection.max_message_age_ms,
             retry_delays=config.collection.retry_delays,
             max_in_flight=config.rabbitmq.max_in_flight,
-            safe_url=config.rabbitmq.safe_url(),
             connection_name=f"{config.rabbitmq.connection_name} publisher",
         )
         control = config.control
@@ -264,9 +264,9 @@ class FuturesScan:
         )
         self.listener = (
             ControlListener(
-                config.rabbitmq.amqp_url(), control.queue, control.responses_exchange, self.control,
+                config.rabbitmq.amqp_urls(), control.queue, control.responses_exchange, self.control,
                 control.max_message_bytes, collector_name=config.rabbitmq.connection_name,
-                broadcast_exchange=control.broadcast_exchange,
+                broadcast_exchange=control.broadcast_exchange, queue_type=config.rabbitmq.queue_type,
             )
             if control.enabled
             else None
@@ -288,8 +288,8 @@ class FuturesScan:
         name, interval = config.rabbitmq.connection_name, config.collection.status_interval_seconds
         stale_after = config.collection.stale_after_seconds
         return StatusHeartbeat(
-            config.rabbitmq.amqp_url(), config.rabbitmq.status_exchange, interval, name,
-            lambda: self.statistics.collector_status(name, interval, stale_after), safe_url=config.rabbitmq.safe_url(),
+            config.rabbitmq.amqp_urls(), config.rabbitmq.status_exchange, interval, name,
+            lambda: self.statistics.collector_status(name, interval, stale_after),
         )
 
     async def start(self) -> None:
@@ -343,6 +343,9 @@ class FuturesScan:
         while True:
             try:
                 await listener.start()
+                return
+            except QueueSettingsChanged as error:
+                log.error("%s; the collector runs on WITHOUT control commands", error)
                 return
             except Exception as error:
                 log.warning("control listener not started yet (%s: %s); retrying in %.0f s",

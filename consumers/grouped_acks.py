@@ -16,10 +16,9 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.exceptions import AMQPError
 
+from publishers.durable_queues import QueueSettingsChanged, QueueType, declare_durable_queue
 
-class QueueSettingsChanged(Exception):
-    """A durable queue exists with arguments other than the config's: RabbitMQ refuses to redeclare it."""
-
+__all__ = ["GroupedAcks", "QueueSettingsChanged"]
 
 PREFETCH = 500
 ACK_EVERY = 100
@@ -35,10 +34,11 @@ class GroupedAcks:
     async def consume(
         self, connection: aio_pika.abc.AbstractRobustConnection, exchange_name: str, bindings: tuple[str, ...],
         kind: str, handle: Callable[[aio_pika.abc.AbstractIncomingMessage], None], max_length: int,
-        durable_queue: str | None = None,
+        durable_queue: str | None = None, queue_type: QueueType = "classic",
     ) -> None:
-        """Bind a queue (exclusive, or the durable one named) to the topic exchange and hand each message to
-        `handle`, which must not raise: what it cannot read, it counts itself."""
+        """Bind a queue (exclusive, or the durable one named, of `queue_type`) to the topic exchange and hand each
+        message to `handle`, which must not raise: what it cannot read, it counts itself. Raises
+        QueueSettingsChanged when the durable queue exists with other settings."""
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -46,13 +46,8 @@ class GroupedAcks:
         if durable_queue is None:
             queue = await channel.declare_queue(exclusive=True, arguments=arguments)
         else:
-            try:
-                queue = await channel.declare_queue(durable_queue, durable=True, arguments=arguments)
-            except aio_pika.exceptions.ChannelPreconditionFailed as error:
-                raise QueueSettingsChanged(
-                    f"RabbitMQ keeps the durable queue {durable_queue!r} with other arguments than "
-                    f"x-max-length={max_length} ({error}); delete it (rabbitmqctl delete_queue {durable_queue}, or "
-                    f"the management UI: its messages go with it) or set the length back") from None
+            queue = await declare_durable_queue(channel, durable_queue, queue_type, arguments,
+                                                own_settings=f"x-max-length={max_length}")
         for binding in bindings:
             await queue.bind(exchange, binding)
         handled = 0

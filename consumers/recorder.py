@@ -44,7 +44,7 @@ from models.analytics import SpreadSnapshot
 from models.config import AppConfig
 from models.futures_data import FuturesData, routing_key
 from models.status import source_parts
-from publishers.aio_pika_seams import QuietRobustConnection
+from publishers.broker_connection import connect_robust
 from utils.statistics import now_ms
 
 log = logging.getLogger("recorder")
@@ -101,13 +101,11 @@ class Recorder:
         await self.writer.start()
         self._tasks.append(asyncio.create_task(self._resume_open_events(), name="recorder-resume-events"))
         rabbitmq = self.config.rabbitmq
-        self._connection = await aio_pika.connect_robust(
-            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} recorder"},
-            connection_class=QuietRobustConnection,
-        )
+        self._connection = await connect_robust(rabbitmq.amqp_urls(), f"{rabbitmq.connection_name} recorder")
         queue_cap = self.settings.queue_max_length
         await self._acks.consume(self._connection, self.config.spreads.analytics_exchange, ("spread.#",), "spread",
-                                 self._on_spread, queue_cap, durable_queue=self.settings.queue)
+                                 self._on_spread, queue_cap, durable_queue=self.settings.queue,
+                                 queue_type=rabbitmq.queue_type)
         await self._acks.consume(self._connection, rabbitmq.exchange, ("futures.#", "spot.#"), "market",
                                  self._on_market, queue_cap)
         settings = self.settings

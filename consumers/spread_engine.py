@@ -26,6 +26,7 @@ from discovery.follower import UniverseChange, UniverseFollower
 from models.analytics import OpportunityEvent, SpreadSnapshot, opportunity_key, spread_key
 from models.config import AppConfig
 from models.universe import Universe, read_universe
+from publishers.broker_connection import connect_robust
 from publishers.rabbitmq_publisher import RabbitMQPublisher
 
 log = logging.getLogger("spread_engine")
@@ -59,9 +60,9 @@ class SpreadEngine:
         settings = config.spreads
         self.evaluator = SpreadEvaluator(read_universe(config.universe_dir), settings)
         self.snapshots = RabbitMQPublisher(
-            url=config.rabbitmq.amqp_url(), exchange=settings.analytics_exchange,
+            urls=config.rabbitmq.amqp_urls(), exchange=settings.analytics_exchange,
             max_message_age_ms=config.collection.max_message_age_ms, retry_delays=config.collection.retry_delays,
-            safe_url=config.rabbitmq.safe_url(), connection_name=f"{config.rabbitmq.connection_name} spread engine",
+            connection_name=f"{config.rabbitmq.connection_name} spread engine",
         )
         self._interval_ms = 1000 / settings.max_snapshots_per_second
         self._last_sent: dict[str, float] = {}
@@ -78,9 +79,8 @@ class SpreadEngine:
 
     async def start(self) -> None:
         await self.snapshots.start()
-        self._connection = await aio_pika.connect_robust(
-            self.config.rabbitmq.amqp_url(),
-            client_properties={"connection_name": f"{self.config.rabbitmq.connection_name} spread engine in"},
+        self._connection = await connect_robust(
+            self.config.rabbitmq.amqp_urls(), f"{self.config.rabbitmq.connection_name} spread engine in"
         )
         channel = await self._connection.channel()
         self._events = await channel.declare_exchange(

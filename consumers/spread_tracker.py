@@ -29,6 +29,8 @@ from discovery.follower import UniverseChange, UniverseFollower
 from models.analytics import OpportunityEvent
 from models.config import AppConfig
 from models.universe import Universe, read_universe
+from publishers.broker_connection import connect_robust
+from publishers.durable_queues import QueueSettingsChanged, declare_durable_queue
 from utils.file_writer import FileWriter
 
 log = logging.getLogger("spread_tracker")
@@ -63,15 +65,13 @@ class SpreadTracker:
     async def start(self) -> None:
         await self.writer.run(self._recover)
         rabbitmq = self.config.rabbitmq
-        self._connection = await aio_pika.connect_robust(
-            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} spread tracker"}
-        )
+        self._connection = await connect_robust(rabbitmq.amqp_urls(), f"{rabbitmq.connection_name} spread tracker")
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=1000)
         await subscribe_quotes(channel, rabbitmq.exchange, self._on_quote, self._on_invalid)
         analytics = await channel.declare_exchange(self.config.spreads.analytics_exchange,
                                                    aio_pika.ExchangeType.TOPIC, durable=True)
-        events = await channel.declare_queue(self.events_queue, durable=True)
+        events = await declare_durable_queue(channel, self.events_queue, rabbitmq.queue_type)
         await events.bind(analytics, "opportunity.#")
         await events.consume(self._on_event)
         self._task = asyncio.create_task(self._sample_forever(), name="tracker-sampling")
@@ -224,10 +224,14 @@ class SpreadTracker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(
-        argv, "python -m consumers.spread_tracker", __doc__ or "",
-        lambda config: SpreadTracker(config, read_universe(config.universe_dir)),
-    )
+    try:
+        return run_main(
+            argv, "python -m consumers.spread_tracker", __doc__ or "",
+            lambda config: SpreadTracker(config, read_universe(config.universe_dir)),
+        )
+    except QueueSettingsChanged as error:
+        log.error("%s", error)
+        return 2
 
 
 if __name__ == "__main__":

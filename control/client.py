@@ -1,7 +1,8 @@
 """Ask a collector over its control queue and wait for its reply: the requesting side of control/listener.py.
 
 One connection and one exclusive reply queue serve every request; replies are matched by correlation id,
-so a long-lived caller (the monitor) can have several requests in flight.
+so a long-lived caller (the monitor) can have several requests in flight. Given a cluster's nodes, a dial tries
+each in turn, starting after the node dialed last; a connection lost is dialed again at the next request.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,8 @@ import orjson
 from aio_pika.exceptions import ChannelNotFoundEntity, DeliveryError
 
 from models.status import CollectorStatus
+from publishers.broker_addresses import AddressRing
+from publishers.broker_connection import connect_first
 
 
 class ControlUnreachable(Exception):
@@ -80,8 +84,11 @@ def new_request(command: str, **fields: Any) -> dict[str, Any]:
 
 
 class ControlClient:
-    def __init__(self, url: str, queue: str, connection_name: str = "futures-scan control client") -> None:
-        self.url = url
+    def __init__(
+        self, urls: str | Sequence[str], queue: str, connection_name: str = "futures-scan control client"
+    ) -> None:
+        """`urls`: one broker address, or a cluster's nodes in failover order."""
+        self.addresses = AddressRing(urls)
         self.queue = queue
         self.connection_name = connection_name
         self._connection: aio_pika.abc.AbstractConnection | None = None
@@ -160,8 +167,7 @@ class ControlClient:
         async with self._lock:
             if self._channel is None or self._channel.is_closed or self._replies is None:
                 await self.close()
-                self._connection = await aio_pika.connect(
-                    self.url, client_properties={"connection_name": self.connection_name})
+                self._connection = await connect_first(self.addresses, self.connection_name)
                 self._channel = await self._connection.channel(on_return_raises=True)
                 self._replies = await self._channel.declare_queue(exclusive=True, auto_delete=True)
                 await self._replies.consume(self._on_reply, no_ack=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 import aio_pika
 import orjson
@@ -23,7 +24,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from control.protocol import ControlError, Reply, parse_request
 from control.service import ControlService
-from publishers.aio_pika_seams import QuietRobustConnection
+from publishers.broker_connection import connect_robust
+from publishers.durable_queues import QueueType, declare_durable_queue
 
 log = logging.getLogger("control")
 
@@ -31,16 +33,20 @@ log = logging.getLogger("control")
 class ControlListener:
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         queue: str,
         responses_exchange: str,
         service: ControlService,
         max_message_bytes: int,
         collector_name: str = "futures-scan",
         broadcast_exchange: str | None = None,
+        queue_type: QueueType = "classic",
     ) -> None:
-        """`collector_name` is rabbitmq.connection_name; the queue is also bound to `broadcast_exchange` (fanout)."""
-        self._url = url
+        """`urls`: one broker address, or a cluster's nodes in failover order. `collector_name` is
+        rabbitmq.connection_name; the queue is also bound to `broadcast_exchange` (fanout). `queue_type`:
+        rabbitmq.queue_type."""
+        self._urls = urls
+        self._queue_type: QueueType = queue_type
         self._queue_name = queue
         self._broadcast_name = broadcast_exchange
         self._collector_name = collector_name
@@ -53,10 +59,9 @@ class ControlListener:
         self._responses: AbstractExchange | None = None
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url, client_properties={"connection_name": self._connection_name},
-            connection_class=QuietRobustConnection,
-        )
+        """Listening once it returns; raises QueueSettingsChanged when the queue exists with another type (which
+        no retry can fix)."""
+        self._connection = await connect_robust(self._urls, self._connection_name)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         try:
             await self._subscribe(self._connection)
@@ -72,7 +77,7 @@ class ControlListener:
         self._responses = await self._channel.declare_exchange(
             self._responses_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await self._channel.declare_queue(self._queue_name, durable=True)
+        queue = await declare_durable_queue(self._channel, self._queue_name, self._queue_type)
         if self._broadcast_name is not None:
             broadcast = await self._channel.declare_exchange(
                 self._broadcast_name, aio_pika.ExchangeType.FANOUT, durable=True

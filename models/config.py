@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from models.shard import WHOLE, Shard
 
@@ -20,6 +20,21 @@ STREAM_MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _amqp_scheme(url: SecretStr) -> SecretStr:
+    if not url.get_secret_value().startswith(("amqp://", "amqps://")):
+        raise ValueError("must start with amqp:// or amqps://")
+    return url
+
+
+AmqpUrl = Annotated[SecretStr, AfterValidator(_amqp_scheme)]
+"""amqp://user:password@host:port/vhost or amqps://...; never printed."""
+
+
+def mask_password(url: str) -> str:
+    """An AMQP URL with its password masked, for logs."""
+    return re.sub(r"(amqps?://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 class LogStreamConfig(_Section):
@@ -66,8 +81,13 @@ class LogStreamConfig(_Section):
 
 
 class RabbitMQConfig(_Section):
-    url: SecretStr | None = Field(
+    url: AmqpUrl | None = Field(
         default=None, description="amqp://user:password@host:port/vhost; wins over host/port/user/password/vhost"
+    )
+    urls: list[AmqpUrl] | None = Field(
+        default=None,
+        description="the nodes of a RabbitMQ cluster, amqp(s)://... each; wins over url and host/port/...; every "
+        "connection starts on the first and fails over to the next on connection loss, round-robin",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=5672, ge=1, le=65535)
@@ -98,28 +118,56 @@ class RabbitMQConfig(_Section):
     log_stream: LogStreamConfig | None = Field(
         default=None, description="a replayable market-data log (a RabbitMQ stream); null = none"
     )
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="type of the durable queues that must survive a node's loss (the collector's control queue, the "
+        "spread tracker's event queue, the recorder's queue); quorum replicates them across a cluster. Market-data "
+        "queues stay transient either way",
+    )
+
+    def amqp_urls(self) -> list[str]:
+        """Every broker address to try, in order, each with the heartbeat: `urls`, else the one of amqp_url()."""
+        if self.urls is None:
+            return [self.amqp_url()]
+        return [self._with_heartbeat(url.get_secret_value()) for url in self.urls]
 
     def amqp_url(self) -> str:
-        if self.url is not None:
+        """The first broker address (the only one without `urls`)."""
+        if self.urls is not None:
+            url = self.urls[0].get_secret_value()
+        elif self.url is not None:
             url = self.url.get_secret_value()
         else:
             user = quote(self.user, safe="")
             password = quote(self.password.get_secret_value(), safe="")
             url = f"amqp://{user}:{password}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
+        return self._with_heartbeat(url)
+
+    def _with_heartbeat(self, url: str) -> str:
         if "heartbeat=" in url:
             return url
         return f"{url}{'&' if '?' in url else '?'}heartbeat={self.heartbeat_seconds}"
 
     def safe_url(self) -> str:
-        """The URL with the password masked, for logs."""
-        return re.sub(r"(amqps?://[^:/@]*:)[^@]*@", r"\1***@", self.amqp_url())
+        """The first URL with the password masked, for logs."""
+        return mask_password(self.amqp_url())
 
-    @field_validator("url")
+    def safe_urls(self) -> list[str]:
+        """Every URL with its password masked, for logs."""
+        return [mask_password(url) for url in self.amqp_urls()]
+
+    @field_validator("urls")
     @classmethod
-    def _amqp_scheme(cls, url: SecretStr | None) -> SecretStr | None:
-        if url is not None and not url.get_secret_value().startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
-        return url
+    def _several_distinct(cls, urls: list[SecretStr] | None) -> list[SecretStr] | None:
+        if urls is None:
+            return None
+        if not urls:
+            raise ValueError("needs at least one URL (or null to use url / host and port)")
+        values = [url.get_secret_value() for url in urls]
+        for position, value in enumerate(values):
+            if value in values[:position]:
+                raise ValueError(f"[{position}] repeats an earlier address ({mask_password(value)})")
+        return urls
 
 
 class ExchangeConfig(_Section):

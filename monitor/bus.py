@@ -20,7 +20,7 @@ from models.config import AppConfig
 from models.futures_data import FuturesData
 from models.status import CollectorStatus
 from monitor.state import MonitorState, now_ms
-from publishers.aio_pika_seams import QuietRobustConnection
+from publishers.broker_connection import connect_robust
 
 log = logging.getLogger("monitor")
 
@@ -37,10 +37,7 @@ class MonitorBus:
 
     async def start(self) -> None:
         rabbitmq = self.config.rabbitmq
-        self._connection = await aio_pika.connect_robust(
-            rabbitmq.amqp_url(), client_properties={"connection_name": f"{rabbitmq.connection_name} monitor"},
-            connection_class=QuietRobustConnection,
-        )
+        self._connection = await connect_robust(rabbitmq.amqp_urls(), f"{rabbitmq.connection_name} monitor")
         self.connected = True
         self._connection.close_callbacks.add(self._lost)
         self._connection.reconnect_callbacks.add(self._restored)  # type: ignore[attr-defined]

@@ -53,7 +53,7 @@ class MonitorService:
         self.alerts = AlertService(config, self.state, lambda: self.bus.connected)
         self.api = Api(config, self.state)
         self.hub = StreamHub(self.api.frame, settings.max_ws_clients, settings.max_top)
-        self.control = ControlClient(config.rabbitmq.amqp_url(), config.control.queue,
+        self.control = ControlClient(config.rabbitmq.amqp_urls(), config.control.queue,
                                      connection_name=f"{config.rabbitmq.connection_name} monitor control")
         watchlist = Watchlist(self.control, settings.control_timeout_seconds)
         metrics = MonitorMetrics(self.state, lambda: (len(self.hub.clients), self.hub.frames_sent,
@@ -100,7 +100,7 @@ class MonitorService:
                 return
             except Exception as error:
                 log.warning("monitor: RabbitMQ at %s not reached yet (%s: %s); retrying in %.0f s",
-                            self.config.rabbitmq.safe_url(), type(error).__name__, error, delay)
+                            ", ".join(self.config.rabbitmq.safe_urls()), type(error).__name__, error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -9,6 +9,10 @@ RabbitMQ is slower than the feed, or gone, the rest waits as pending, one update
 newer updates replace older ones (counted as `conflated`), so memory is bounded by the number of
 keys and staleness by the window, not by socket buffers. When the broker is back, every key's
 latest state is sent; anything older than `max_message_age_ms` by then is dropped (`expired`).
+
+Given several broker addresses (a cluster's nodes, `rabbitmq.urls`), a dial goes once round them, starting with
+the one after the node dialed last: a connection lost on one node is dialed again at once on the next; the
+configured backoff passes only between rounds that found no node.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Protocol
 import aiormq
 from pamqp import commands as spec
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_chain, wait_fixed
-from yarl import URL
 
+from models.config import mask_password
 from publishers.aiormq_seams import (
     ConfirmDivertingReader,
     WriterKeepingTransport,
@@ -35,6 +39,7 @@ from publishers.aiormq_seams import (
     watch_broker_close,
 )
 from publishers.amqp_frames import PublishFrameEncoder
+from publishers.broker_addresses import AddressRing
 from publishers.confirm_window import ConfirmWindow
 from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
 from utils.latency import LatencyWindow
@@ -48,6 +53,8 @@ MAX_BATCH_DELAY_NS = 500_000
 STATUS_LATENCY_SAMPLES = 16384
 """Receipt->publish samples kept for the heartbeat's percentiles: sorting them stalls the loop ~2 ms per heartbeat."""
 CONNECT_TIMEOUT_SECONDS = 10.0
+"""One dial of one node: a node whose host vanished must not hold up the next for minutes."""
+DIAL_FAILURES = (ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)
 
 AIORMQ_OUTAGE_REPORTS = (
     "error when creating transport",
@@ -121,16 +128,17 @@ class _Link:
 class RabbitMQPublisher:
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         exchange: str,
         max_message_age_ms: int,
         retry_delays: Sequence[float] = (1.0, 2.0, 4.0),
         max_in_flight: int = 500,
-        safe_url: str | None = None,
         connection_name: str = "futures-scan publisher",
     ) -> None:
-        self._url = url
-        self._safe_url = safe_url or str(URL(url).with_password("******" if URL(url).password else None))
+        """`urls`: one broker address, or a cluster's nodes in failover order."""
+        self._addresses = AddressRing(urls)
+        self._node = ""
+        """The address of the connection being made or in use, password masked, for logs."""
         self._exchange = exchange
         self._max_age_ms = max_message_age_ms
         self._retry_delays = list(retry_delays)
@@ -235,7 +243,7 @@ class RabbitMQPublisher:
                 reason = await self._publish_on(self._connection)
                 self._link = None
                 if not self._closing:
-                    self._report_outage(f"connection lost: {reason}")
+                    self._report_outage(f"connection lost ({self._node}): {reason}")
                     await self._disconnect()
                     await asyncio.sleep(self._next_delay())
         except ExchangeMismatchError as error:
@@ -248,7 +256,7 @@ class RabbitMQPublisher:
     async def _connect_with_retries(self) -> None:
         retrying = AsyncRetrying(
             wait=wait_chain(*(wait_fixed(delay) for delay in self._retry_delays)),
-            retry=retry_if_exception_type((ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)),
+            retry=retry_if_exception_type(DIAL_FAILURES),
             before_sleep=self._log_failed_attempt,
         )
         async for attempt in retrying:
@@ -256,10 +264,23 @@ class RabbitMQPublisher:
                 self._connection = await self._connect()
 
     async def _connect(self) -> aiormq.Connection:
-        transport = WriterKeepingTransport(tls=self._url.startswith("amqps://"))
+        """The first node of one round over the addresses that takes the connection; else the last one's error."""
+        failure: BaseException | None = None
+        for url in self._addresses.round():
+            try:
+                return await self._dial(url)
+            except DIAL_FAILURES as error:
+                failure = error
+                log.debug("RabbitMQ at %s did not take the connection: %r", self._node, error)
+        assert failure is not None
+        raise failure
+
+    async def _dial(self, url: str) -> aiormq.Connection:
+        self._node = mask_password(url)
+        transport = WriterKeepingTransport(tls=url.startswith("amqps://"))
         async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
             connection = await aiormq.connect(
-                self._url, client_properties={"connection_name": self._connection_name}, transport_factory=transport
+                url, client_properties={"connection_name": self._connection_name}, transport_factory=transport
             )
         assert transport.writer is not None
         self._writer = transport.writer
@@ -342,7 +363,7 @@ class RabbitMQPublisher:
         self._link = link
         self._window.reset()
         if self._outage_started is None:
-            log.info("connected to RabbitMQ at %s, exchange %s (topic)", self._safe_url, self._exchange)
+            log.info("connected to RabbitMQ at %s, exchange %s (topic)", self._node, self._exchange)
             self._publishing()
             return
         # Whatever was in flight when the link broke may be lost: send every key's latest state. The
@@ -356,8 +377,8 @@ class RabbitMQPublisher:
     def _end_outage(self) -> None:
         assert self._outage_started is not None
         log.info(
-            "RabbitMQ publishing restored after %.1f s; the latest update of every key is sent again",
-            time.monotonic() - self._outage_started,
+            "RabbitMQ publishing restored after %.1f s (%s); the latest update of every key is sent again",
+            time.monotonic() - self._outage_started, self._node,
         )
         self._outage_started = None
         self.stats.reconnects += 1
@@ -377,7 +398,9 @@ class RabbitMQPublisher:
     def _log_failed_attempt(self, retry_state: RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome is not None else None
         reason = f"{type(error).__name__}: {error}" if error else "unknown error"
-        self._report_outage(f"cannot connect to {self._safe_url}: {reason}")
+        nodes = len(self._addresses.urls)
+        where = self._node if nodes == 1 else f"any of the {nodes} nodes (the last tried: {self._node})"
+        self._report_outage(f"cannot connect to {where}: {reason}")
 
     def _report_outage(self, reason: str) -> None:
         """One ERROR when publishing stops; retries of the same outage only at DEBUG."""

@@ -13,17 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustExchange
 from aio_pika.exceptions import AMQPConnectionError, ChannelInvalidStateError, ChannelPreconditionFailed
-from yarl import URL
 
 from models.status import HEARTBEATS_MISSED_BEFORE_DOWN, CollectorStatus, status_key
-from publishers.aio_pika_seams import QuietRobustConnection
+from publishers.aio_pika_seams import FailoverRobustConnection
+from publishers.broker_connection import robust_connection
 from publishers.rabbitmq_publisher import AIORMQ_OUTAGE_REPORTS
 
 log = logging.getLogger("status")
@@ -67,23 +67,22 @@ class StatusHeartbeat:
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         exchange: str,
         interval_seconds: float,
         collector_name: str,
         build_status: Callable[[], CollectorStatus],
-        safe_url: str | None = None,
     ) -> None:
-        """`collector_name` is rabbitmq.connection_name: it names the routing key and the AMQP connection."""
-        self._url = url
-        self._safe_url = safe_url or str(URL(url).with_password("******" if URL(url).password else None))
+        """`urls`: one broker address, or a cluster's nodes in failover order. `collector_name` is
+        rabbitmq.connection_name: it names the routing key and the AMQP connection."""
+        self._urls = urls
         self._exchange_name = exchange
         self._interval = interval_seconds
         self._attempt_seconds = min(max(interval_seconds, MIN_ATTEMPT_SECONDS), MAX_ATTEMPT_SECONDS)
         self._connection_name = f"{collector_name} status"
         self.routing_key = status_key(collector_name)
         self._build_status = build_status
-        self._connection: QuietRobustConnection | None = None
+        self._connection: FailoverRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractRobustExchange | None = None
         self._task: asyncio.Task[None] | None = None
@@ -114,9 +113,8 @@ class StatusHeartbeat:
 
     async def _run(self) -> None:
         _OWN_CONNECTION.set(self)  # before the connection starts its tasks, so they inherit it
-        self._connection = QuietRobustConnection(
-            URL(self._url), client_properties={"connection_name": self._connection_name},
-            fail_fast=False, reconnect_interval=REDIAL_SECONDS,
+        self._connection = robust_connection(
+            self._urls, self._connection_name, fail_fast=False, reconnect_interval=REDIAL_SECONDS
         )
         connecting = asyncio.ensure_future(self._connection.connect())
         loop = asyncio.get_running_loop()
@@ -200,13 +198,17 @@ class StatusHeartbeat:
 
     def _reason(self, error: Exception) -> str:
         if isinstance(error, TimeoutError):
-            reason = f"RabbitMQ at {self._safe_url} did not take it within {self._attempt_seconds:g} s"
+            reason = f"RabbitMQ at {self._node()} did not take it within {self._attempt_seconds:g} s"
             if self.last_dial_failure is not None and not self._is_connected():
                 reason += f"; last dial: {self.last_dial_failure}"
             return reason
         if isinstance(error, CONNECTION_LOST):
-            return f"connection to RabbitMQ at {self._safe_url} lost ({type(error).__name__})"
+            return f"connection to RabbitMQ at {self._node()} lost ({type(error).__name__})"
         return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+    def _node(self) -> str:
+        """The address dialed last, password masked (aio-pika's str of a connection)."""
+        return str(self._connection) if self._connection is not None else "?"
 
     def _is_connected(self) -> bool:
         return self._connection is not None and self._connection.connected.is_set()

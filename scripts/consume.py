@@ -21,6 +21,7 @@ import aio_pika
 from pydantic import ValidationError
 
 from models.futures_data import FuturesData
+from publishers.broker_connection import connect_robust
 
 
 def summary(message: FuturesData) -> str:
@@ -37,8 +38,8 @@ def summary(message: FuturesData) -> str:
     )
 
 
-async def consume(url: str, exchange_name: str, binding: str, full: bool, raw: bool) -> None:
-    connection = await aio_pika.connect_robust(url)
+async def consume(urls: list[str], exchange_name: str, binding: str, full: bool, raw: bool) -> None:
+    connection = await connect_robust(urls, "futures-scan consume.py")
     async with connection:
         channel = await connection.channel()
         exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -61,15 +62,18 @@ async def consume(url: str, exchange_name: str, binding: str, full: bool, raw: b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binding", nargs="?", default="futures.#", help="routing-key pattern (default futures.#)")
-    parser.add_argument("--url", default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
-                        help="AMQP URL (default: RABBITMQ_URL or amqp://guest:guest@127.0.0.1:5672/)")
+    parser.add_argument("--url", default=os.environ.get("RABBITMQ_URLS") or os.environ.get("RABBITMQ_URL")
+                        or "amqp://guest:guest@127.0.0.1:5672/",
+                        help="AMQP URL, or a cluster's node URLs comma-separated (failover in that order; default: "
+                             "RABBITMQ_URLS, RABBITMQ_URL or amqp://guest:guest@127.0.0.1:5672/)")
     parser.add_argument("--exchange", default="futures_data", help="topic exchange (default futures_data)")
     parser.add_argument("--full", action="store_true", help="print whole messages as JSON")
     parser.add_argument("--raw", action="store_true",
                         help="print bodies as they are, without checking the market-data contract (e.g. analytics)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(consume(args.url, args.exchange, args.binding, args.full, args.raw))
+        urls = [url.strip() for url in args.url.split(",") if url.strip()]
+        asyncio.run(consume(urls, args.exchange, args.binding, args.full, args.raw))
 
 
 if __name__ == "__main__":

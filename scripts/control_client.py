@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="examples:\n" + "\n".join(f"  {script} {example}" for example in EXAMPLES.values()),
     )
     parser.add_argument("--url", default=os.environ.get("RABBITMQ_URL", DEFAULT_URL),
-                        help="AMQP URL (default: RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/)")
+                        help="AMQP URL, or a cluster's nodes comma-separated, tried in turn (default: RABBITMQ_URL, "
+                        "else amqp://guest:guest@127.0.0.1:5672/)")
     parser.add_argument("--queue", default=DEFAULT_QUEUE,
                         help=f"the collector's control queue (default {DEFAULT_QUEUE})")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the reply (default 10)")
@@ -117,7 +118,7 @@ def request_for(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def call(url: str, queue: str, request: dict[str, Any], wait_seconds: float) -> tuple[int, dict[str, Any]]:
-    client = ControlClient(url, queue, connection_name="futures-scan control_client")
+    client = ControlClient(addresses(url), queue, connection_name="futures-scan control_client")
     try:
         reply = await client.request(request, wait_seconds)
     except ControlUnreachable as error:
@@ -130,7 +131,7 @@ async def call(url: str, queue: str, request: dict[str, Any], wait_seconds: floa
 
 
 async def call_all(args: argparse.Namespace, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    client = ControlClient(args.url, args.queue, connection_name="futures-scan control_client --all")
+    client = ControlClient(addresses(args.url), args.queue, connection_name="futures-scan control_client --all")
     try:
         gathered = await client.request_all(
             request, args.broadcast_exchange, args.status_exchange, args.timeout, args.expect
@@ -159,6 +160,10 @@ async def call_all(args: argparse.Namespace, request: dict[str, Any]) -> tuple[i
         "timestamp": time.time_ns() // 1_000_000,
     }
     return (EXIT_TIMEOUT if missing else EXIT_OK if success else EXIT_ERROR_REPLY), merged
+
+
+def addresses(url: str) -> list[str]:
+    return [address.strip() for address in url.split(",") if address.strip()]
 
 
 def _local_error(request: dict[str, Any], code: str, message: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def test_the_example_config_is_valid_and_documents_every_section() -> None:
     assert set(raw) == set(AppConfig.model_fields)
     assert set(raw["collection"]) == set(type(config.collection).model_fields)
     assert set(raw["rabbitmq"]) == set(type(config.rabbitmq).model_fields) - {"url"}  # url: the alternative form
+    assert config.rabbitmq.urls is None and config.rabbitmq.queue_type == "classic"
     assert set(raw["control"]) == set(type(config.control).model_fields)
     assert set(raw["spreads"]) == set(type(config.spreads).model_fields)
     assert set(raw["tracker"]) == set(type(config.tracker).model_fields)
@@ -40,6 +41,52 @@ def test_rabbitmq_url_from_the_environment_wins(tmp_path: Path) -> None:
     config = load_config(path, environ={"RABBITMQ_URL": "amqp://u:p@broker:5673/vh"})
     assert config.rabbitmq.amqp_url() == "amqp://u:p@broker:5673/vh?heartbeat=15"
     assert config.rabbitmq.safe_url() == "amqp://u:***@broker:5673/vh?heartbeat=15"
+
+
+def test_several_broker_urls_win_over_url_and_each_gets_the_heartbeat() -> None:
+    config = AppConfig.model_validate({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"], "rabbitmq": {
+        "url": "amqp://u:p@single/", "host": "ignored",
+        "urls": ["amqp://u:s3cret@node1:5672/", "amqps://u:s3cret@node2:5671/vh?heartbeat=5"],
+    }})
+    rabbitmq = config.rabbitmq
+    assert rabbitmq.amqp_urls() == ["amqp://u:s3cret@node1:5672/?heartbeat=15", "amqps://u:s3cret@node2:5671/vh?heartbeat=5"]
+    assert rabbitmq.amqp_url() == rabbitmq.amqp_urls()[0]
+    assert rabbitmq.safe_urls() == ["amqp://u:***@node1:5672/?heartbeat=15", "amqps://u:***@node2:5671/vh?heartbeat=5"]
+    assert "s3cret" not in repr(rabbitmq)
+    assert rabbitmq.queue_type == "classic"
+
+
+@pytest.mark.parametrize(("urls", "error"), [
+    ([], "rabbitmq.urls: Value error, needs at least one URL"),
+    (["amqp://u:s3cret@a/", "http://u:s3cret@b/"], "rabbitmq.urls[1]: Value error, must start with amqp:// or amqps://"),
+    (["amqp://u:s3cret@a/", "amqp://u:s3cret@a/"], "rabbitmq.urls: Value error, [1] repeats an earlier address "
+                                                    "(amqp://u:***@a/)"),
+    ("amqp://u:s3cret@a/", "rabbitmq.urls: Input should be a valid list"),
+])
+def test_bad_broker_urls_name_the_field_and_never_show_the_password(tmp_path: Path, urls: object, error: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"], "rabbitmq": {"urls": urls}}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert error in str(raised.value) and "s3cret" not in str(raised.value)
+
+
+def test_broker_addresses_from_the_environment_replace_the_files(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"],
+                                "rabbitmq": {"urls": ["amqp://u:p@file1/", "amqp://u:p@file2/"]}}))
+    cluster = load_config(path, environ={"RABBITMQ_URLS": "amqp://u:p@env1/, amqp://u:p@env2/",
+                                         "RABBITMQ_URL": "amqp://u:p@single/"})
+    assert cluster.rabbitmq.amqp_urls() == ["amqp://u:p@env1/?heartbeat=15", "amqp://u:p@env2/?heartbeat=15"]
+    single = load_config(path, environ={"RABBITMQ_URL": "amqp://u:p@single/"})
+    assert single.rabbitmq.amqp_urls() == ["amqp://u:p@single/?heartbeat=15"]  # not shadowed by the file's list
+
+
+def test_queue_type_takes_classic_or_quorum_only() -> None:
+    base = {"exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"]}
+    assert AppConfig.model_validate({**base, "rabbitmq": {"queue_type": "quorum"}}).rabbitmq.queue_type == "quorum"
+    with pytest.raises(ValueError, match="queue_type"):
+        AppConfig.model_validate({**base, "rabbitmq": {"queue_type": "stream"}})
 
 
 def test_the_history_dsn_comes_from_the_environment_and_never_shows_in_errors(tmp_path: Path) -> None:

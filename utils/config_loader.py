@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from models.config import AppConfig
 
 RABBITMQ_URL_ENV = "RABBITMQ_URL"
+RABBITMQ_URLS_ENV = "RABBITMQ_URLS"
+"""Several broker addresses, comma-separated: a cluster's nodes (rabbitmq.urls)."""
 HISTORY_POSTGRES_DSN_ENV = "HISTORY_POSTGRES_DSN"
 DEFAULT_CONFIG = "config.json"
 EXAMPLE_CONFIG = Path("config.example.json")
@@ -33,10 +35,8 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AppC
     raw = _read_json(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a JSON object, got {type(raw).__name__}")
-    url = environ.get(RABBITMQ_URL_ENV)
-    if url:
-        rabbitmq = raw.get("rabbitmq")
-        raw["rabbitmq"] = {**(rabbitmq if isinstance(rabbitmq, dict) else {}), "url": url}
+    if environ.get(RABBITMQ_URLS_ENV) or environ.get(RABBITMQ_URL_ENV):
+        raw["rabbitmq"] = _broker_from_environment(raw.get("rabbitmq"), environ)
     dsn = environ.get(HISTORY_POSTGRES_DSN_ENV)
     if dsn:
         history = raw.get("history")
@@ -45,6 +45,17 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> AppC
         return AppConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(format_validation_error(path, error)) from None
+
+
+def _broker_from_environment(rabbitmq: Any, environ: dict[str, str]) -> Any:
+    """RABBITMQ_URLS, else RABBITMQ_URL, replaces the file's broker addresses (both url and urls: an address
+    from the environment must not be shadowed by a list left in the file)."""
+    section = {**(rabbitmq if isinstance(rabbitmq, dict) else {})}
+    if environ.get(RABBITMQ_URLS_ENV):
+        section["urls"] = [url.strip() for url in environ[RABBITMQ_URLS_ENV].split(",") if url.strip()]
+    else:
+        section.update(url=environ[RABBITMQ_URL_ENV], urls=None)
+    return section
 
 
 def config_path(requested: str, example_if_missing: bool) -> Path:
@@ -86,8 +97,12 @@ def _field_path(location: tuple[int | str, ...]) -> str:
     return path or "(top level)"
 
 
+SECRET_FIELDS = {"url", "urls", "password", "postgres_dsn"}
+"""Fields whose value a config error never shows."""
+
+
 def _shown_input(problem: Any) -> str:
-    if problem["type"] in {"missing", "extra_forbidden"} or {"url", "password", "postgres_dsn"} & set(problem["loc"]):
+    if problem["type"] in {"missing", "extra_forbidden"} or SECRET_FIELDS & set(problem["loc"]):
         return ""
     shown = repr(problem.get("input"))
     return f" (got {shown})" if len(shown) <= 60 else ""
