@@ -124,7 +124,7 @@ def test_the_cluster_config_is_the_example_with_the_cluster_s_broker_settings() 
     assert cluster["rabbitmq"]["urls"] == [f"amqp://guest:guest@127.0.0.1:{port}/" for port in CLUSTER_NODES.values()]
     assert cluster["rabbitmq"]["queue_type"] == "quorum"
     rest = {key: value for key, value in cluster["rabbitmq"].items() if key not in ("urls", "queue_type")}
-    where = ("host", "port", "user", "password", "vhost")
+    where = ("host", "port", "user", "password", "vhost", "urls", "queue_type")
     assert rest == {key: value for key, value in example["rabbitmq"].items() if key not in where}
     assert {key: value for key, value in cluster.items() if key != "rabbitmq"} == \
            {key: value for key, value in example.items() if key != "rabbitmq"}
