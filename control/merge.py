@@ -6,20 +6,23 @@ streams what, and sums what adds up (counters per source). Replies are control/p
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
-ANOTHER_COLLECTOR_MAY_LIST_IT = frozenset({"symbol_not_found"})
-"""A collector refusing a symbol none of *its* venues lists is fine when another collector took it."""
+ANOTHER_COLLECTOR_MAY_TAKE_IT = frozenset({"symbol_not_found", "invalid_command"})
+"""A collector refusing a symbol none of *its* venues lists, or a venue it does not stream (invalid_command:
+"exchange(s) ... not configured"), is fine when another collector took the command. A request that is invalid
+as such is refused by every collector, so it still fails."""
 SUMMED_STATISTICS = ("rabbitmq_published", "rabbitmq_failed", "rabbitmq_conflated", "rabbitmq_expired")
 SUMMED_PER_SOURCE = ("exchange_success", "exchange_errors")
 
 
 def merged_success(replies: dict[str, dict[str, Any]]) -> bool:
-    """Every collector succeeded, or some did and the others only do not list the symbol."""
+    """Every collector succeeded, or some did and the others only do not list the symbol or stream the venue."""
     succeeded = [reply for reply in replies.values() if reply.get("success")]
     failed = [reply for reply in replies.values() if not reply.get("success")]
-    return bool(succeeded) and all(reply.get("error") in ANOTHER_COLLECTOR_MAY_LIST_IT for reply in failed)
+    return bool(succeeded) and all(reply.get("error") in ANOTHER_COLLECTOR_MAY_TAKE_IT for reply in failed)
 
 
 def merge_data(command: str, replies: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -31,7 +34,33 @@ def merge_data(command: str, replies: dict[str, dict[str, Any]]) -> dict[str, An
         return _statistics(data)
     if command == "add_symbol":
         return _added(data)
+    if command == "get_watchlist":
+        return _watchlist(data)
     return {}
+
+
+def merged_reply(
+    request: dict[str, Any], replies: dict[str, dict[str, Any]], missing: list[str], wait_seconds: float
+) -> dict[str, Any]:
+    """The answer to a command sent to every collector: success, a message naming who answered (and which live
+    collectors did not), the merged data, and every reply by collector."""
+    message = f"{len(replies)} collector(s) answered: {', '.join(sorted(replies))}"
+    if missing:
+        message += f"; no reply from live collector(s) {', '.join(missing)} within {wait_seconds:g} s"
+    failures = [reply for reply in replies.values() if not reply.get("success")]
+    success = merged_success(replies) and not missing
+    return {
+        "correlation_id": request["correlation_id"],
+        "success": success,
+        "command": request["command"],
+        "message": message,
+        "error": None if success or not failures else failures[0].get("error"),
+        "collectors": sorted(replies),
+        "missing": missing,
+        "data": merge_data(request["command"], replies),
+        "replies": dict(sorted(replies.items())),
+        "timestamp": time.time_ns() // 1_000_000,
+    }
 
 
 def _symbols(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -65,6 +94,26 @@ def _statistics(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
         merged[field] = dict(sorted(merged[field].items()))
     merged["collectors"] = data
     return merged
+
+
+WATCH_STATUS_RANK = ("streaming", "subscribing", "markets_loading", "not_subscribed", "not_listed")
+"""A pair's status across collectors: the one that streams it tells (the others record the pair but do not own it)."""
+
+
+def _watchlist(data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for answer in data.values():
+        for entry in answer.get("watchlist", []):
+            key = (entry["exchange"], entry["symbol"])
+            kept = pairs.get(key)
+            if kept is None or _rank(entry["status"]) < _rank(kept["status"]):
+                pairs[key] = entry
+    watchlist = [pairs[key] for key in sorted(pairs, key=lambda key: (key[1], key[0]))]
+    return {"watchlist": watchlist, "count": len(watchlist)}
+
+
+def _rank(status: str) -> int:
+    return WATCH_STATUS_RANK.index(status) if status in WATCH_STATUS_RANK else len(WATCH_STATUS_RANK)
 
 
 def _added(data: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -28,12 +28,14 @@ from models.config import AppConfig
 from monitor.alerts_api import AlertsApi
 from monitor.api import Api
 from monitor.bus import MonitorBus
+from monitor.health import heartbeat_fresh
 from monitor.history_api import HistoryApi
 from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.stream import StreamHub
 from monitor.watchlist import Watchlist
 from utils.prometheus_metrics import metrics_handler
+from utils.statistics import now_ms
 
 log = logging.getLogger("monitor")
 
@@ -55,7 +57,8 @@ class MonitorService:
         self.hub = StreamHub(self.api.frame, settings.max_ws_clients, settings.max_top)
         self.control = ControlClient(config.rabbitmq.amqp_urls(), config.control.queue,
                                      connection_name=f"{config.rabbitmq.connection_name} monitor control")
-        watchlist = Watchlist(self.control, settings.control_timeout_seconds)
+        watchlist = Watchlist(self.control, settings.control_timeout_seconds, self._live_collectors,
+                              config.control.broadcast_exchange, config.rabbitmq.status_exchange)
         metrics = MonitorMetrics(self.state, lambda: (len(self.hub.clients), self.hub.frames_sent,
                                                       self.hub.frames_dropped))
         self.app = web.Application(client_max_size=64 * 1024)
@@ -72,6 +75,11 @@ class MonitorService:
         self._connecting: asyncio.Task[None] | None = None
         self.port: int | None = None
         """The port listened on (monitor.port, or the one the system chose for 0)."""
+
+    def _live_collectors(self) -> int:
+        """Collectors whose status heartbeats are fresh: how many answer a command sent to all."""
+        at = now_ms()
+        return sum(heartbeat_fresh(entry, at) for entry in self.state.collectors.values())
 
     async def start(self) -> None:
         """Listen first (a taken port fails at once), then reach RabbitMQ: until it answers, /health says 503."""

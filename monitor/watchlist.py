@@ -3,14 +3,20 @@
 The monitor holds no watchlist of its own: every request becomes one control command (get_watchlist,
 watch_add, watch_remove, watch_touch) and the collector's reply is the answer. Control error codes map to
 HTTP statuses; the code stays in the body.
+
+With several collectors live (sharded by venue or symbol; the monitor counts their heartbeats), the command goes
+to all of them through the broadcast exchange and their replies are merged as `control_client.py --all` merges
+them: each pair's status from the collector that streams it, every reply listed by collector.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from control import merge
 from control.client import ControlClient, ControlTimeout, ControlUnreachable, new_request
 from monitor.http import authorized_body, error_response, json_response
 from monitor.params import Query
@@ -22,9 +28,17 @@ STATUS_OF_ERROR = {
 
 
 class Watchlist:
-    def __init__(self, client: ControlClient, wait_seconds: float) -> None:
+    def __init__(
+        self, client: ControlClient, wait_seconds: float, live_collectors: Callable[[], int] = lambda: 1,
+        broadcast_exchange: str | None = None, status_exchange: str = "futures_collector_status",
+    ) -> None:
+        """`live_collectors` counts the collectors whose heartbeats are fresh; with more than one and a
+        `broadcast_exchange` (control.broadcast_exchange), commands go to all of them."""
         self.client = client
         self.wait_seconds = wait_seconds
+        self.live_collectors = live_collectors
+        self.broadcast_exchange = broadcast_exchange
+        self.status_exchange = status_exchange
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -52,7 +66,7 @@ class Watchlist:
 
     async def _forward(self, command: dict[str, Any]) -> web.Response:
         try:
-            reply = await self.client.request(command, self.wait_seconds)
+            reply = await self._ask(command)
         except ControlUnreachable as error:
             return error_response(503, "unreachable", str(error))
         except ControlTimeout as error:
@@ -61,3 +75,15 @@ class Watchlist:
             return error_response(503, "unreachable", f"RabbitMQ: {error}")
         status = 200 if reply.get("success") else STATUS_OF_ERROR.get(str(reply.get("error")), 502)
         return json_response(reply, status)
+
+    async def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        live = self.live_collectors()
+        if live <= 1 or self.broadcast_exchange is None:
+            return await self.client.request(command, self.wait_seconds)
+        gathered = await self.client.request_all(
+            command, self.broadcast_exchange, self.status_exchange, self.wait_seconds, expect=live
+        )
+        if not gathered.replies:
+            raise ControlTimeout(f"no collector replied within {self.wait_seconds:g} s")
+        missing = [] if len(gathered.replies) >= live else [f"{live - len(gathered.replies)} more"]
+        return merge.merged_reply(command, gathered.replies, missing, self.wait_seconds)

@@ -140,26 +140,11 @@ async def call_all(args: argparse.Namespace, request: dict[str, Any]) -> tuple[i
         return EXIT_UNREACHABLE, _local_error(request, "unreachable", str(error))
     finally:
         await client.close()
-    replies, missing = gathered.replies, gathered.missing
-    if not replies:
+    if not gathered.replies:
         return EXIT_TIMEOUT, _local_error(request, "timeout", f"no collector replied within {args.timeout:g} s")
-    success = merge.merged_success(replies)
-    answered = ", ".join(sorted(replies))
-    message = f"{len(replies)} collector(s) answered: {answered}"
-    if missing:
-        message += f"; no reply from live collector(s) {', '.join(missing)} within {args.timeout:g} s"
-    merged = {
-        "correlation_id": request["correlation_id"],
-        "success": success and not missing,
-        "command": request["command"],
-        "message": message,
-        "collectors": sorted(replies),
-        "missing": missing,
-        "data": merge.merge_data(request["command"], replies),
-        "replies": dict(sorted(replies.items())),
-        "timestamp": time.time_ns() // 1_000_000,
-    }
-    return (EXIT_TIMEOUT if missing else EXIT_OK if success else EXIT_ERROR_REPLY), merged
+    merged = merge.merged_reply(request, gathered.replies, gathered.missing, args.timeout)
+    status = EXIT_TIMEOUT if gathered.missing else EXIT_OK if merged["success"] else EXIT_ERROR_REPLY
+    return status, merged
 
 
 def addresses(url: str) -> list[str]:

@@ -14,13 +14,15 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
 from main import FuturesScan, name_shard, parse_args, resolve_config
-from models.config import AppConfig
+from models.config import AlertsConfig, AppConfig
 from models.futures_data import routing_key
 from models.shard import Shard
+from monitor.service import MonitorService
 from simulator.instruments import INSTRUMENTS
 from simulator.server import Simulator
 from tests.broker import Broker
@@ -92,10 +94,17 @@ class Fleet:
         return config
 
     def names(self) -> tuple[list[str], list[str]]:
+        """(exchanges, queues) the fleet and a monitor on it declare, for removal."""
         queues = [f"{self.exchange}_control_binance"] + [
             f"{self.exchange}_control_bybit.shard-{k}-of-2" for k in (1, 2)
         ]
-        return [self.broadcast, self.status, self.responses], queues
+        return [self.broadcast, self.status, self.responses, f"{self.exchange}_analytics"], queues
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Binance whole, bybit in two symbol shards."""
+        for name, venue, shard in (("binance", "binance", None), ("bybit-1", "bybit", "1/2"),
+                                   ("bybit-2", "bybit", "2/2")):
+            self.apps[name] = await stack.enter_async_context(running(self.config(venue, shard)))
 
     async def control_client(self, *arguments: str, timeout: float = 20) -> tuple[int, dict[str, Any]]:
         process = await asyncio.create_subprocess_exec(
@@ -221,3 +230,41 @@ def running_pid(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+async def test_the_monitor_s_watchlist_reaches_every_collector_of_a_fleet(fleet: Fleet, consumer: Consumer) -> None:
+    async with AsyncExitStack() as stack:
+        await fleet.start(stack)
+        config = fleet.config("binance", None)  # the monitor reads the same bus as the collectors
+        config.monitor = config.monitor.model_copy(update={"port": 0, "control_timeout_seconds": 10})
+        config.spreads = config.spreads.model_copy(update={"analytics_exchange": f"{fleet.exchange}_analytics"})
+        config.alerts = AlertsConfig(state_file=None)
+        monitor = MonitorService(config)
+        await monitor.start()
+        stack.push_async_callback(monitor.stop)
+        session = await stack.enter_async_context(aiohttp.ClientSession(f"http://127.0.0.1:{monitor.port}"))
+
+        async def live_collectors() -> int:
+            async with session.get("/health") as response:
+                return sum(row["status"] == "ok" for row in (await response.json())["collectors"])
+
+        deadline = time.monotonic() + 30
+        while await live_collectors() < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        doge = "DOGE/USDT:USDT"  # shard 2 of 2 owns it
+        async with session.post("/api/watchlist", json={"symbol": doge, "exchanges": ["bybit"]}) as response:
+            added = await response.json()
+        assert response.status == 200, added
+        assert added["collectors"] == sorted(fleet.apps[name].config.rabbitmq.connection_name for name in fleet.apps)
+        assert added["replies"][f"{fleet.exchange}-binance"]["error"] == "invalid_command"  # no bybit there
+        assert await consumer.wait_until(lambda: routing_key("bybit", doge) in consumer.latest, timeout=30)
+
+        async def doge_status() -> str | None:
+            async with session.get("/api/watchlist") as response:
+                entries = (await response.json())["data"]["watchlist"]
+            return next((entry["status"] for entry in entries if entry["symbol"] == doge), None)
+
+        deadline = time.monotonic() + 20
+        while await doge_status() != "streaming" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await doge_status() == "streaming"  # shard 1 records the pair too, but shard 2 streams it
