@@ -12,7 +12,7 @@ Two internals are relied on:
   `Connection.connect(self)`, which dials `self.url`. FailoverRobustConnection overrides that method to set
   `self.url` to each broker address in turn (AddressRing) before dialing, so a connection lost on one cluster node
   is restored on the next, with aio-pika's own channel, queue, binding and consumer restore on top. Guarded by
-  tests/test_failover.py (a two-node cluster, one node stopped); importing this module fails loudly if the
+  tests/test_failover.py (a three-node cluster, one node stopped); importing this module fails loudly if the
   method is gone.
 
 Callers connect through publishers/broker_connection.py, not with these classes directly.
