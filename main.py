@@ -470,8 +470,13 @@ async def run_workers(config: AppConfig, args: argparse.Namespace) -> int:
         finally:
             for stop in stops:
                 stop.cancel()
+            simulator_died = simulator is not None and simulator.process is not None and (
+                simulator.process.returncode is not None)
             if simulator is not None:
                 await simulator.stop()
+        if simulator_died:
+            log.error("demo: the exchange simulator exited; nothing left to stream, the workers were stopped")
+            code = 1
         finals = await asyncio.to_thread(read_finals, statistics, count)
     if finals:
         log.info("\n%s", merge.render_totals(finals, expected=count))

@@ -22,6 +22,7 @@ import aiormq
 
 from models.config import LogStreamConfig, RabbitMQConfig
 from publishers.aiormq_seams import broker_reply_text
+from publishers.broker_addresses import AddressRing
 
 log = logging.getLogger("log_stream")
 
@@ -96,14 +97,16 @@ async def declare_log_stream(url: str, exchange: str, settings: LogStreamConfig,
 
 async def keep_log_stream(rabbitmq: RabbitMQConfig, publisher_connected: Callable[[], Awaitable[None]]) -> None:
     """Declare the stream once the publisher is connected (it has declared the exchange the stream binds to),
-    retrying while the broker is away; one ERROR and no more attempts on a mismatch."""
+    retrying while the broker is away, on each node of rabbitmq.urls in turn; one ERROR and no more attempts on a
+    mismatch."""
     settings = rabbitmq.log_stream
     assert settings is not None
+    nodes = AddressRing(rabbitmq.amqp_urls())
     attempt = 0
     while True:
         await publisher_connected()
         try:
-            await declare_log_stream(rabbitmq.amqp_url(), rabbitmq.exchange, settings,
+            await declare_log_stream(nodes.next(), rabbitmq.exchange, settings,
                                      f"{rabbitmq.connection_name} log stream")
         except LogStreamMismatch as error:
             log.error("%s", error)

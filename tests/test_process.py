@@ -70,7 +70,7 @@ async def test_help_documents_every_flag() -> None:
     process = await run_main("--help")
     stdout, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    for flag in ("--config", "--demo", "--demo-port", "--demo-rate", "--log-level"):
+    for flag in ("--config", "--demo", "--demo-port", "--demo-rate", "--shard", "--workers", "--log-level"):
         assert flag in stdout.decode()
 
 
