@@ -143,15 +143,15 @@ class ControlClient:
         self._gathering[correlation_id] = gathered
         started = time.monotonic()
         try:
-            await exchange.publish(
-                aio_pika.Message(orjson.dumps(request), content_type="application/json",
-                                 correlation_id=correlation_id, reply_to=replies.name),
-                routing_key="",
-                mandatory=True,
-            )
-        except DeliveryError:
-            raise ControlUnreachable(f"no control queue is bound to {broadcast_exchange!r}: no collector") from None
-        try:
+            try:
+                await exchange.publish(
+                    aio_pika.Message(orjson.dumps(request), content_type="application/json",
+                                     correlation_id=correlation_id, reply_to=replies.name),
+                    routing_key="",
+                    mandatory=True,
+                )
+            except DeliveryError:
+                raise ControlUnreachable(f"no control queue is bound to {broadcast_exchange!r}: no collector") from None
             while time.monotonic() - started < wait_seconds:
                 if gathered.complete(time.monotonic() - started, expect):
                     break

@@ -268,3 +268,12 @@ async def test_the_monitor_s_watchlist_reaches_every_collector_of_a_fleet(fleet:
         while await doge_status() != "streaming" and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         assert await doge_status() == "streaming"  # shard 1 records the pair too, but shard 2 streams it
+
+
+async def test_control_client_all_says_when_no_collector_listens(broker: Broker, exchange_name: str) -> None:
+    command = [sys.executable, "scripts/control_client.py", "--url", broker.url, "--all",
+               "--broadcast-exchange", f"{exchange_name}_all", "get_symbols"]
+    code, output = await asyncio.to_thread(_run, command)
+    assert code == 4 and f"no exchange '{exchange_name}_all': no collector has listened yet" in output
+    code, output = await asyncio.to_thread(_run, [*command[:2], "--expect", "2", "get_symbols"])
+    assert code == 2 and "--expect only applies with --all" in output
