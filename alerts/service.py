@@ -73,7 +73,8 @@ class AlertService:
             state = "on" if channel.enabled else f"off (switch on: POST /api/alerts/{name}/toggle)"
             log.info("alerts: %s %s", name, state)
         for name, why in self.unconfigured.items():
-            log.info("alerts: no %s alerts: %s", name, why)
+            wanted = settings.telegram.chat_id if name == "telegram" else settings.webhook.enabled
+            log.log(logging.WARNING if wanted else logging.INFO, "alerts: no %s alerts: %s", name, why)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -16,9 +16,11 @@ from aiohttp import web
 from alerts.channel import Channel
 from alerts.messages import Alert
 from alerts.notifier import Notifier
-from alerts.telegram import TelegramBot
+from alerts.service import AlertService
+from alerts.telegram import TOKEN_VARIABLE, TelegramBot
 from alerts.webhook import Webhook
-from models.config import AlertsConfig
+from models.config import AlertsConfig, AppConfig
+from monitor.state import MonitorState
 from tests.fake_telegram import TOKEN, FakeBotApi
 from tests.helpers import eventually
 
@@ -210,3 +212,21 @@ async def test_the_webhook_gets_the_alert_as_json(session: aiohttp.ClientSession
     assert body["kind"] == "opportunity_opened" and body["at"] == NOW
     assert body["figures"] == {"net %": 0.6123, "executable net %": None, "fills (coins)": 123456.0}
     assert hook.shown == "http://127.0.0.1/hooks/futures-scan"  # no credentials, no query string in logs
+
+
+async def test_a_chat_id_without_the_bot_token_is_a_warning_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(TOKEN_VARIABLE, "set, so that delenv restores whatever was there")
+    monkeypatch.delenv(TOKEN_VARIABLE)
+    caplog.set_level(logging.INFO, logger="alerts")
+    config = AppConfig.model_validate({
+        "exchanges": ["binance"], "symbols": ["BTC/USDT:USDT"],
+        "alerts": {"telegram": {"enabled": True, "chat_id": -100123}, "state_file": None},
+    })
+    service = AlertService(config, MonitorState(closed_kept=10, spread_max_age_ms=5000), lambda: True)
+    await service.start(8080)
+    await service.stop()
+    said = {record.getMessage(): record.levelno for record in caplog.records}
+    assert said[f"alerts: no telegram alerts: {TOKEN_VARIABLE} is not set (environment or .env)"] == logging.WARNING
+    assert said["alerts: no webhook alerts: alerts.webhook.url is not set in config.json"] == logging.INFO
