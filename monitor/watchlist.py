@@ -4,9 +4,10 @@ The monitor holds no watchlist of its own: every request becomes one control com
 watch_add, watch_remove, watch_touch) and the collector's reply is the answer. Control error codes map to
 HTTP statuses; the code stays in the body.
 
-With several collectors live (sharded by venue or symbol; the monitor counts their heartbeats), the command goes
-to all of them through the broadcast exchange and their replies are merged as `control_client.py --all` merges
-them: each pair's status from the collector that streams it, every reply listed by collector.
+With several collectors live (sharded by venue or symbol; the monitor counts their heartbeats), or one that does
+not listen on `control.queue` (a shard, with its own queue), the command goes to all of them through the
+broadcast exchange and their replies are merged as `control_client.py --all` merges them: each pair's status from
+the collector that streams it, every reply listed by collector.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ class Watchlist:
     async def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
         live = self.live_collectors()
         if live <= 1 or self.broadcast_exchange is None:
-            return await self.client.request(command, self.wait_seconds)
+            try:
+                return await self.client.request(command, self.wait_seconds)
+            except ControlUnreachable:
+                if live == 0 or self.broadcast_exchange is None:
+                    raise  # the one live collector is not on control.queue (a shard): ask it through the broadcast
         gathered = await self.client.request_all(
             command, self.broadcast_exchange, self.status_exchange, self.wait_seconds, expect=live
         )

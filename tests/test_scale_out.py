@@ -232,25 +232,31 @@ def running_pid(pid: int) -> bool:
     return True
 
 
+async def monitor_on(fleet: Fleet, stack: AsyncExitStack, collectors: int) -> aiohttp.ClientSession:
+    """The monitor on the fleet's bus (its control.queue: the binance collector's), once it hears `collectors`."""
+    config = fleet.config("binance", None)
+    config.monitor = config.monitor.model_copy(update={"port": 0, "control_timeout_seconds": 10})
+    config.spreads = config.spreads.model_copy(update={"analytics_exchange": f"{fleet.exchange}_analytics"})
+    config.alerts = AlertsConfig(state_file=None)
+    monitor = MonitorService(config)
+    await monitor.start()
+    stack.push_async_callback(monitor.stop)
+    session = await stack.enter_async_context(aiohttp.ClientSession(f"http://127.0.0.1:{monitor.port}"))
+
+    async def live_collectors() -> int:
+        async with session.get("/health") as response:
+            return sum(row["status"] == "ok" for row in (await response.json())["collectors"])
+
+    deadline = time.monotonic() + 30
+    while await live_collectors() < collectors and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return session
+
+
 async def test_the_monitor_s_watchlist_reaches_every_collector_of_a_fleet(fleet: Fleet, consumer: Consumer) -> None:
     async with AsyncExitStack() as stack:
         await fleet.start(stack)
-        config = fleet.config("binance", None)  # the monitor reads the same bus as the collectors
-        config.monitor = config.monitor.model_copy(update={"port": 0, "control_timeout_seconds": 10})
-        config.spreads = config.spreads.model_copy(update={"analytics_exchange": f"{fleet.exchange}_analytics"})
-        config.alerts = AlertsConfig(state_file=None)
-        monitor = MonitorService(config)
-        await monitor.start()
-        stack.push_async_callback(monitor.stop)
-        session = await stack.enter_async_context(aiohttp.ClientSession(f"http://127.0.0.1:{monitor.port}"))
-
-        async def live_collectors() -> int:
-            async with session.get("/health") as response:
-                return sum(row["status"] == "ok" for row in (await response.json())["collectors"])
-
-        deadline = time.monotonic() + 30
-        while await live_collectors() < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        session = await monitor_on(fleet, stack, 3)
         doge = "DOGE/USDT:USDT"  # shard 2 of 2 owns it
         async with session.post("/api/watchlist", json={"symbol": doge, "exchanges": ["bybit"]}) as response:
             added = await response.json()
@@ -277,3 +283,13 @@ async def test_control_client_all_says_when_no_collector_listens(broker: Broker,
     assert code == 4 and f"no exchange '{exchange_name}_all': no collector has listened yet" in output
     code, output = await asyncio.to_thread(_run, [*command[:2], "--expect", "2", "get_symbols"])
     assert code == 2 and "--expect only applies with --all" in output
+
+
+async def test_the_monitor_reaches_a_lone_shard_that_is_not_on_its_control_queue(fleet: Fleet) -> None:
+    async with AsyncExitStack() as stack:
+        shard = await stack.enter_async_context(running(fleet.config("bybit", "2/2")))
+        session = await monitor_on(fleet, stack, 1)
+        async with session.get("/api/watchlist") as response:
+            answer = await response.json()
+        assert response.status == 200, answer
+        assert answer["collectors"] == [shard.config.rabbitmq.connection_name]
