@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from models.futures_data import FuturesData
 from publishers.aiormq_seams import broker_reply_text
 from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
+from utils.statistics import now_ms
 
 PREFETCH = 1000
 """Deliveries outstanding at once; RabbitMQ refuses a stream consumer without a prefetch."""
@@ -286,7 +287,7 @@ class LogReplay:
 
     async def _read(self, channel: aiormq.abc.AbstractChannel, connection: aiormq.Connection) -> None:
         window, counts = self._window, self.counts
-        log_end_ms = time.time_ns() // 1_000_000
+        log_end_ms = now_ms()
         """Without --follow, the log's end is where it was when reading began."""
         while True:
             try:

@@ -6,9 +6,10 @@ streams what, and sums what adds up (counters per source). Replies are control/p
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import Any
+
+from utils.statistics import now_ms
 
 ANOTHER_COLLECTOR_MAY_TAKE_IT = frozenset({"symbol_not_found", "invalid_command"})
 """A collector refusing a symbol none of *its* venues lists, or a venue it does not stream (invalid_command:
@@ -59,7 +60,7 @@ def merged_reply(
         "missing": missing,
         "data": merge_data(request["command"], replies),
         "replies": dict(sorted(replies.items())),
-        "timestamp": time.time_ns() // 1_000_000,
+        "timestamp": now_ms(),
     }
 
 

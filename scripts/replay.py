@@ -37,6 +37,7 @@ from consumers.log_replay import (
 )
 from models.config import LogStreamConfig
 from utils.config_loader import ConfigError, config_path, load_config
+from utils.statistics import now_ms
 from utils.topic_pattern import TopicFilter
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 4
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(config_path(args.config, example_if_missing=True))
-        window = window_for(args, time.time_ns() // 1_000_000)
+        window = window_for(args, now_ms())
     except (ConfigError, BadInput) as error:
         print(f"replay: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
