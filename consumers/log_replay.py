@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from models.futures_data import FuturesData
 from publishers.aiormq_seams import broker_reply_text
+from publishers.broker_addresses import CONNECT_TIMEOUT_SECONDS
 from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
 from utils.statistics import now_ms
 
@@ -39,7 +40,6 @@ END_GRACE_MS = 2_000
 """Past --to, reading goes on until a message this much later: several collectors' clocks and batches interleave."""
 MAX_IN_FLIGHT = 500
 """Republished messages not yet confirmed by the broker; the reader waits beyond it."""
-CONNECT_TIMEOUT_SECONDS = 10.0
 FINISH_TIMEOUT_SECONDS = 30.0
 """How long the last confirms may take at the end."""
 _CURRENT_SIZE_CAP = re.compile(r"inequivalent arg 'x-max-length-bytes' .* current is the value '(\d+)'")

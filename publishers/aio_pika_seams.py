@@ -79,19 +79,12 @@ class FailoverRobustConnection(QuietRobustConnection):
     async def _RobustConnection__connect_transport(self) -> None:
         """Replaces RobustConnection's dial (see the module docstring): the same dial, on each address in turn."""
         assert _dial_one is not None
-        failure: BaseException | None = None
-        for address in self.addresses.round():
+
+        async def dial(address: str) -> None:
             self.url = URL(address)
-            try:
-                await _dial_one(self)
-            except CONNECTION_EXCEPTIONS as error:  # TimeoutError is an OSError
-                failure = error
-                log.debug("%s: RabbitMQ at %s did not take the connection: %r", self._name, mask_password(address),
-                          error)
-                continue
-            return
-        assert failure is not None
-        raise failure
+            await _dial_one(self)
+
+        await self.addresses.first_answering(dial, CONNECTION_EXCEPTIONS)  # TimeoutError is an OSError
 
     async def _on_connected(self) -> None:
         await super()._on_connected()

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TypeVar
+
+from models.config import mask_password
+
+log = logging.getLogger("rabbitmq")
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""One dial of one node: a node whose host vanished must not hold up the next for minutes."""
+
+Connection = TypeVar("Connection")
 
 
 class AddressRing:
@@ -26,3 +37,18 @@ class AddressRing:
         taking at the one that answered, so the next round starts after it."""
         for _ in self.urls:
             yield self.next()
+
+    async def first_answering(
+        self, dial: Callable[[str], Awaitable[Connection]], failures: tuple[type[BaseException], ...]
+    ) -> Connection:
+        """What `dial` makes of the first address of one round that takes it; each refusal (one of `failures`)
+        at DEBUG, and the last one raised when no node answered."""
+        failure: BaseException | None = None
+        for url in self.round():
+            try:
+                return await dial(url)
+            except failures as error:
+                failure = error
+                log.debug("RabbitMQ at %s did not take the connection: %r", mask_password(url), error)
+        assert failure is not None
+        raise failure

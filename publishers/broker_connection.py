@@ -16,10 +16,8 @@ from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from publishers.aio_pika_seams import FailoverRobustConnection
-from publishers.broker_addresses import AddressRing
+from publishers.broker_addresses import CONNECT_TIMEOUT_SECONDS, AddressRing
 
-CONNECT_TIMEOUT_SECONDS = 10.0
-"""One dial of one node: a node whose host vanished must not hold up the failover to the next for minutes."""
 RECONNECT_INTERVAL_SECONDS = 5.0
 """aio-pika's pause between two rounds of dials over every node (its default)."""
 
@@ -54,12 +52,9 @@ async def connect_robust(
 async def connect_first(addresses: AddressRing, connection_name: str) -> AbstractConnection:
     """A plain connection to the first node of one round over `addresses` that answers; the last error when
     none does."""
-    failure: BaseException | None = None
-    for url in addresses.round():
-        try:
-            return await aio_pika.connect(url, client_properties={"connection_name": connection_name},
-                                          timeout=CONNECT_TIMEOUT_SECONDS)
-        except CONNECTION_EXCEPTIONS as error:
-            failure = error
-    assert failure is not None
-    raise failure
+
+    async def dial(url: str) -> AbstractConnection:
+        return await aio_pika.connect(url, client_properties={"connection_name": connection_name},
+                                      timeout=CONNECT_TIMEOUT_SECONDS)
+
+    return await addresses.first_answering(dial, CONNECTION_EXCEPTIONS)

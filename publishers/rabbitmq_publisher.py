@@ -39,7 +39,7 @@ from publishers.aiormq_seams import (
     watch_broker_close,
 )
 from publishers.amqp_frames import PublishFrameEncoder
-from publishers.broker_addresses import AddressRing
+from publishers.broker_addresses import CONNECT_TIMEOUT_SECONDS, AddressRing
 from publishers.confirm_window import ConfirmWindow
 from publishers.exchange_settings import ExchangeMismatchError, check_existing_exchange
 from utils.latency import LatencyWindow
@@ -52,8 +52,6 @@ MAX_BATCH_DELAY_NS = 500_000
 """A burst of venue frames is cut into writes at least this often (0.5 ms)."""
 STATUS_LATENCY_SAMPLES = 16384
 """Receipt->publish samples kept for the heartbeat's percentiles: sorting them stalls the loop ~2 ms per heartbeat."""
-CONNECT_TIMEOUT_SECONDS = 10.0
-"""One dial of one node: a node whose host vanished must not hold up the next for minutes."""
 DIAL_FAILURES = (ConnectionError, OSError, aiormq.exceptions.AMQPError, TimeoutError)
 
 AIORMQ_OUTAGE_REPORTS = (
@@ -265,15 +263,7 @@ class RabbitMQPublisher:
 
     async def _connect(self) -> aiormq.Connection:
         """The first node of one round over the addresses that takes the connection; else the last one's error."""
-        failure: BaseException | None = None
-        for url in self._addresses.round():
-            try:
-                return await self._dial(url)
-            except DIAL_FAILURES as error:
-                failure = error
-                log.debug("RabbitMQ at %s did not take the connection: %r", self._node, error)
-        assert failure is not None
-        raise failure
+        return await self._addresses.first_answering(self._dial, DIAL_FAILURES)
 
     async def _dial(self, url: str) -> aiormq.Connection:
         self._node = mask_password(url)
