@@ -16,9 +16,7 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.exceptions import AMQPError
 
-from publishers.durable_queues import QueueSettingsChanged, QueueType, declare_durable_queue
-
-__all__ = ["GroupedAcks", "QueueSettingsChanged"]
+from publishers.durable_queues import QueueType, declare_durable_queue
 
 PREFETCH = 500
 ACK_EVERY = 100

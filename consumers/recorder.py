@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 from pydantic import ValidationError
 
-from consumers.grouped_acks import GroupedAcks, QueueSettingsChanged
+from consumers.grouped_acks import GroupedAcks
 from consumers.runner import run_main
 from history.events import EventMerger
 from history.outcomes import compute_outcome
@@ -316,7 +316,7 @@ def build(config: AppConfig) -> Recorder:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run_main(argv, "python -m consumers.recorder", __doc__ or "", build, needs_universe=False)
-    except (SchemaTooNew, QueueSettingsChanged) as error:
+    except SchemaTooNew as error:
         log.error("%s", error)
         return 2
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from models.config import AppConfig
 from models.universe import read_universe
+from publishers.durable_queues import QueueSettingsChanged
 from utils.config_loader import ConfigError, config_path, load_config
 from utils.logger import setup_logging
 
@@ -48,8 +49,13 @@ def run_main(argv: list[str] | None, prog: str, description: str, build: Callabl
             print(f"no universe in {config.universe_dir}/: run python scripts/discover.py first", file=sys.stderr)
             return 2
     setup_logging(config.logging)
+    service = build(config)
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_serve(build(config), config.collection.statistics_interval_seconds))
+        try:
+            return asyncio.run(_serve(service, config.collection.statistics_interval_seconds))
+        except QueueSettingsChanged as error:  # a durable queue of another type: retrying cannot help
+            service.log.error("%s", error)
+            return 2
     return 0
 
 

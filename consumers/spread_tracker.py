@@ -30,7 +30,7 @@ from models.analytics import OpportunityEvent
 from models.config import AppConfig
 from models.universe import Universe, read_universe
 from publishers.broker_connection import connect_robust
-from publishers.durable_queues import QueueSettingsChanged, declare_durable_queue
+from publishers.durable_queues import declare_durable_queue
 from utils.file_writer import FileWriter
 
 log = logging.getLogger("spread_tracker")
@@ -224,14 +224,10 @@ class SpreadTracker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run_main(
-            argv, "python -m consumers.spread_tracker", __doc__ or "",
-            lambda config: SpreadTracker(config, read_universe(config.universe_dir)),
-        )
-    except QueueSettingsChanged as error:
-        log.error("%s", error)
-        return 2
+    return run_main(
+        argv, "python -m consumers.spread_tracker", __doc__ or "",
+        lambda config: SpreadTracker(config, read_universe(config.universe_dir)),
+    )
 
 
 if __name__ == "__main__":

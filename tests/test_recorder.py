@@ -15,13 +15,13 @@ import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from consumers.grouped_acks import QueueSettingsChanged
 from consumers.recorder import Recorder
 from consumers.spread_engine import SpreadEngine
 from history.rows import SignalEvent
 from history.store import HistoryStore
 from main import FuturesScan
 from models.config import AppConfig
+from publishers.durable_queues import QueueSettingsChanged
 from simulator.server import Simulator
 from tests.broker import Broker
 from tests.helpers import collector_config, delete_analytics, discover_on
