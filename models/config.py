@@ -126,22 +126,21 @@ class RabbitMQConfig(_Section):
     )
 
     def amqp_urls(self) -> list[str]:
-        """Every broker address to try, in order, each with the heartbeat: `urls`, else the one of amqp_url()."""
-        if self.urls is None:
-            return [self.amqp_url()]
-        return [self._with_heartbeat(url.get_secret_value()) for url in self.urls]
-
-    def amqp_url(self) -> str:
-        """The first broker address (the only one without `urls`)."""
+        """Every broker address to try, in order, each with the heartbeat: `urls`, else `url`, else the one
+        host/port/user/password/vhost make."""
         if self.urls is not None:
-            url = self.urls[0].get_secret_value()
+            urls = [url.get_secret_value() for url in self.urls]
         elif self.url is not None:
-            url = self.url.get_secret_value()
+            urls = [self.url.get_secret_value()]
         else:
             user = quote(self.user, safe="")
             password = quote(self.password.get_secret_value(), safe="")
-            url = f"amqp://{user}:{password}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
-        return self._with_heartbeat(url)
+            urls = [f"amqp://{user}:{password}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"]
+        return [self._with_heartbeat(url) for url in urls]
+
+    def amqp_url(self) -> str:
+        """The first broker address (the only one without `urls`)."""
+        return self.amqp_urls()[0]
 
     def _with_heartbeat(self, url: str) -> str:
         if "heartbeat=" in url:
@@ -150,7 +149,7 @@ class RabbitMQConfig(_Section):
 
     def safe_url(self) -> str:
         """The first URL with the password masked, for logs."""
-        return mask_password(self.amqp_url())
+        return self.safe_urls()[0]
 
     def safe_urls(self) -> list[str]:
         """Every URL with its password masked, for logs."""
