@@ -296,6 +296,7 @@ def collector_config(sim: SimulatorProcess, broker_url: str, exchange: str, symb
         "collection": {"orderbook_depth": depth, "statistics_interval_seconds": 3600, "max_message_age_ms": 60000},
         "logging": {"level": "WARNING", "file": None},
         "control": {"enabled": False, "state_file": None},
+        "metrics": {"port": 0},  # no fixed port on a shared machine
         "api_keys_file": None,
     })
 

@@ -177,9 +177,7 @@ class Collector:
         return body["timestamp"], body["received_timestamp"]
 
     async def start(self, sim: SimulatorProcess, broker_url: str, exchange: str, symbols: list[str]) -> None:
-        config = json.loads(collector_config(sim, broker_url, exchange, symbols, 0))
-        config["metrics"] = {"port": 0}  # no fixed port on a shared machine
-        self._child = Child(collector_role, json.dumps(config))
+        self._child = Child(collector_role, collector_config(sim, broker_url, exchange, symbols, 0))
 
     @property
     def pid(self) -> int:

@@ -63,10 +63,9 @@ class Watch:
         status = CollectorStatus.model_validate_json(message.body)
         self.heartbeats[status.connection_name] = status
 
-    def counters(self) -> dict[str, tuple[int, int, int]]:
-        """Per shard: (heartbeat sent_at ms, published, conflated) of its latest heartbeat."""
-        return {name: (status.sent_at, status.publisher.published, status.publisher.conflated)
-                for name, status in self.heartbeats.items()}
+    def conflated(self) -> dict[str, tuple[int, int]]:
+        """Per shard: (heartbeat sent_at ms, conflated) of its latest heartbeat."""
+        return {name: (status.sent_at, status.publisher.conflated) for name, status in self.heartbeats.items()}
 
     def reset(self) -> None:
         self.received = 0
@@ -112,14 +111,14 @@ async def measure(args: argparse.Namespace, sim: SimulatorProcess, workers: int)
         pids = {"parent": parent.pid, **{f"shard {index + 1}": pid for index, pid in enumerate(shards)},
                 **other_processes(sim)}
         watch.reset()
-        counters0 = watch.counters()
+        conflated0 = watch.conflated()
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         frames0, machine0, t0 = sim.frames_sent(), machine_busy(), time.monotonic()
         await asyncio.sleep(args.seconds)
         frames1, machine1, t1 = sim.frames_sent(), machine_busy(), time.monotonic()
         shares = {name: (cpu_seconds(pid) - cpu0[name]) / (t1 - t0) for name, pid in pids.items()}
         await asyncio.sleep(1.5)  # the heartbeat that covers the window's end
-        counters1 = watch.counters()
+        conflated1 = watch.conflated()
         rss = [rss_mb(pid) for pid in shards]
         received = watch.received
     finally:
@@ -130,7 +129,7 @@ async def measure(args: argparse.Namespace, sim: SimulatorProcess, workers: int)
         await delete_exchange(args.broker, status_exchange)
     elapsed = t1 - t0
     shard_cpu = sum(share for name, share in shares.items() if name.startswith("shard")) * elapsed
-    _, conflated_per_s = rates(counters0, counters1)
+    conflated_per_s = per_second(conflated0, conflated1)
     p50, p99 = watch.receipt_to_publish_ms.percentiles(0.5, 0.99)
     return {
         "shards": len(shards),
@@ -146,16 +145,13 @@ async def measure(args: argparse.Namespace, sim: SimulatorProcess, workers: int)
     }
 
 
-def rates(before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]]) -> tuple[float, float]:
-    """(published/s, conflated/s) summed over the shards, each over the span between its own two heartbeats
-    (confirmed by the broker: it lags what the consumer receives in the window, which is the delivered figure)."""
-    published = conflated = 0.0
-    for name, (sent1, published1, conflated1) in after.items():
-        sent0, published0, conflated0 = before.get(name, (sent1, published1, conflated1))
-        span = max(sent1 - sent0, 1) / 1000
-        published += (published1 - published0) / span
-        conflated += (conflated1 - conflated0) / span
-    return published, conflated
+def per_second(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> float:
+    """A heartbeat counter's rate summed over the shards, each over the span between its own two heartbeats."""
+    rate = 0.0
+    for name, (sent1, count1) in after.items():
+        sent0, count0 = before.get(name, (sent1, count1))
+        rate += (count1 - count0) / (max(sent1 - sent0, 1) / 1000)
+    return rate
 
 
 async def workers_bench(args: argparse.Namespace) -> list[tuple[str, str]]:
