@@ -4,7 +4,6 @@ the other end allows. Sending never blocks whoever raises an alert; what does no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -12,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from alerts.messages import Alert
+from utils.tasks import cancel_and_wait
 
 log = logging.getLogger("alerts")
 
@@ -79,9 +79,7 @@ class Channel:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

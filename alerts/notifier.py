@@ -5,7 +5,6 @@ The channels' on/off switches are kept in alerts.state_file, so a switch survive
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections import deque
@@ -18,6 +17,7 @@ from alerts.messages import Alert, AlertKind, Held
 from models.config import AlertsConfig
 from utils.atomic_file import write_atomically
 from utils.statistics import now_ms as wall_now_ms
+from utils.tasks import cancel_and_wait
 
 log = logging.getLogger("alerts")
 
@@ -60,9 +60,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._digest_task is not None:
-            self._digest_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._digest_task
+            await cancel_and_wait(self._digest_task)
         for channel in self.channels.values():
             await channel.stop()
 

@@ -4,7 +4,6 @@ notifier in front of them, and the watch that reads the monitor's state once a s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from alerts.webhook import Webhook
 from models.config import AppConfig
 from monitor.state import MonitorState
 from utils.statistics import now_ms
+from utils.tasks import cancel_and_wait
 
 log = logging.getLogger("alerts")
 
@@ -78,9 +78,7 @@ class AlertService:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self.notifier is not None:
             await self.notifier.stop()
         if self._session is not None:

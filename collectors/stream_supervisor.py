@@ -344,9 +344,3 @@ def _describe(error: BaseException | None) -> str:
         return "unknown error"
     text = str(error)
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
-
-
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
